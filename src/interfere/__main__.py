@@ -1,0 +1,3 @@
+from interfere.cli.main import main
+
+raise SystemExit(main())

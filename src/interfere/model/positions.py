@@ -1,0 +1,67 @@
+"""Positional schemes: learned absolute embeddings and rotary (1-D, and 2-D axial for grids).
+
+Rotary embeddings rotate pairs of query/key dimensions by an angle proportional to the position, so
+that q.k depends only on the difference of positions. We use the GPT-NeoX pairing (dimension j with
+j + n/2), as TransformerLens does. 2-D axial rotary gives the first half of the rotated dimensions the
+row and the second half the column. With `period` set, the frequencies are the harmonics
+2*pi*k/period, so a shift by the period is a full turn: the scores see a torus.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class LearnedPositions(nn.Module):
+    """W_pos[position]: one learned vector per sequence index."""
+
+    def __init__(self, n_ctx: int, d_model: int):
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(n_ctx, d_model))
+
+    def forward(self, seq_len: int) -> torch.Tensor:
+        return self.W_pos[:seq_len].unsqueeze(0)  # [1, T, d_model]
+
+
+def rotary_frequencies(n_dims: int, base: float, period: int | None = None) -> torch.Tensor:
+    """Angular frequencies for n_dims rotated dimensions (n_dims/2 pairs)."""
+    n_pairs = n_dims // 2
+    if period:
+        return 2 * math.pi * torch.arange(1, n_pairs + 1, dtype=torch.float64) / period
+    return base ** (-torch.arange(0, n_pairs, dtype=torch.float64) * 2 / n_dims)
+
+
+class Rotary(nn.Module):
+    """Rotates the first `rotary_dim` dimensions of q or k ([B, T, H, d_head]) by their positions.
+
+    positions: [T] (1-D) or [T, 2] (row, col) for axial 2-D.
+    """
+
+    def __init__(self, rotary_dim: int, axes: int, base: float, period: int | None = None):
+        super().__init__()
+        self.rotary_dim, self.axes = rotary_dim, axes
+        freqs = rotary_frequencies(rotary_dim // axes, base, period).float()
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def angles(self, positions: torch.Tensor) -> torch.Tensor:
+        """[T, rotary_dim/2] rotation angles: for 2-D, the row's pairs then the column's."""
+        positions = positions.to(self.freqs.device, torch.float32)
+        if self.axes == 1:
+            return positions[:, None] * self.freqs
+        return torch.cat([positions[:, a, None] * self.freqs for a in range(self.axes)], dim=-1)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)  # broadcast over heads
+        rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim:]
+        chunks = rot.chunk(self.axes, dim=-1)
+        per_axis = cos.shape[-1] // self.axes
+        out = []
+        for a, chunk in enumerate(chunks):
+            c, s = cos[..., a * per_axis:(a + 1) * per_axis], sin[..., a * per_axis:(a + 1) * per_axis]
+            x1, x2 = chunk.chunk(2, dim=-1)
+            out += [x1 * c - x2 * s, x2 * c + x1 * s]
+        return torch.cat(out + [rest], dim=-1)
+

@@ -1,0 +1,86 @@
+"""The contract between a task (what to learn) and the trainer (how to learn).
+
+The trainer knows nothing about Life or text: it asks the task for batches, computes the masked
+cross-entropy of `model(batch.inputs, **batch.model_kwargs)` against `batch.targets`, and hands the
+model back to the task to evaluate and render itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass
+class Batch:
+    """One micro-batch, already on the device.
+
+    inputs:       [B, T] token ids fed to the model.
+    targets:      [B, T] token ids the logits at each position should predict.
+    loss_mask:    [B, T] bool, True where the loss counts (targets elsewhere are ignored).
+    model_kwargs: extra data the model's forward takes (e.g. `cond` for FiLM).
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    loss_mask: torch.Tensor
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens the model processes in this batch (what throughput counts)."""
+        return self.inputs.numel()
+
+
+@dataclass
+class Layout:
+    """Per-position data a task fixes for every sequence, stored on the model as buffers.
+
+    positions:   [T] (1-D) or [T, 2] (row, col) integer coordinates for the positional scheme.
+    segment_ids: [T] integer segment of each position (for segment embeddings).
+    attn_mask:   [T, T] bool, True where query i may attend to key j; None means causal.
+    """
+
+    positions: torch.Tensor | None = None
+    segment_ids: torch.Tensor | None = None
+    attn_mask: torch.Tensor | None = None
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the trainer, the evaluator and the CLI need from a task."""
+
+    vocab_size: int
+    seq_len: int
+
+    def layout(self) -> Layout:
+        """Positions, segments and attention mask to install on the model (see HookedGPT.set_layout)."""
+
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1,
+                    model: torch.nn.Module | None = None) -> Batch:
+        """The rank's share of global batch `step`.
+
+        The global batch depends only on (seed, step), never on world size or history, so that resume is
+        exact and any number of processes sees the same data. `model` is given for tasks that feed the
+        model's own predictions back (scheduled sampling); it is called under no_grad.
+        """
+
+    def log_metrics(self, logits: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """Extra numbers to log for a training batch: per-horizon losses, stream statistics, ..."""
+
+    def allowed_inputs(self) -> torch.Tensor:
+        """[T, T] bool: may the prediction at position i depend on input position j?
+
+        Derived from the task's meaning, independently of the attention mask, so the leakage audit
+        can check one against the other.
+        """
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, n_samples: int, seed: int) -> dict[str, Any]:
+        """Held-out metrics as a flat JSON-able dict."""
+
+    def artifacts(self, model: torch.nn.Module, step: int, out_dir: Path) -> list[Path]:
+        """Write visualisations (videos, images) for this step under out_dir; return their paths."""
