@@ -1,0 +1,41 @@
+"""Tasks: what a model learns. `build_task(cfg, device)` turns the Hydra `task` group into a Task."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Mapping
+
+from interfere.errors import ConfigError
+from interfere.tasks.base import Batch, Layout, Task
+
+
+def _life():
+    from interfere.tasks.life import LifeTask
+
+    return LifeTask
+
+
+# name -> a function returning the task class; imported lazily so `interfere --help` stays instant.
+REGISTRY: dict[str, Callable[[], type]] = {"life": _life}
+
+
+def register(name: str, loader: Callable[[], type]) -> None:
+    """Add a task: `loader()` returns a class whose keyword arguments are the keys of conf/task/<name>.yaml."""
+    REGISTRY[name] = loader
+
+
+def build_task(task_cfg: Mapping, device) -> Task:
+    """The task named by task_cfg["name"], built from the rest of the config on `device`."""
+    name = task_cfg.get("name")
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown task.name {name!r}; known tasks: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[name]()
+    params = inspect.signature(cls).parameters
+    unknown = [k for k in task_cfg if k not in params]
+    if unknown:
+        known = [k for k in params if k != "device"]
+        raise ConfigError(f"task {name!r} has no key(s) {unknown}; its keys are {known}")
+    return cls(**dict(task_cfg), device=device)
+
+
+__all__ = ["Batch", "Layout", "Task", "REGISTRY", "register", "build_task"]

@@ -1,0 +1,217 @@
+"""LifeTask: the Task protocol (interfere.tasks.base) for Life-like cellular automata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from interfere.errors import ConfigError
+from interfere.tasks.base import Batch, Layout
+from interfere.tasks.life import rules as R
+from interfere.tasks.life.rollout import compare, eval_mode, model_rollout, predict_next, unwrap
+from interfere.tasks.life.simulate import rollout as true_rollout
+from interfere.tasks.life.stream import LifeStream, generator
+from interfere.tasks.life.tokens import ALIVE, DEAD, N_SEGMENTS, VOCAB_SIZE, SeqLayout
+
+NAMED_RULES = [R.CONWAY, R.HIGHLIFE, R.DAY_NIGHT, R.SEEDS]  # reported one by one when training rules vary
+EVAL_CHUNK = 256  # boards per forward in evaluate
+_EVAL_DEFAULTS = {"samples": 1000, "seed": 1_000_003, "rollout_steps": 8}
+_RENDER_DEFAULTS = {"boards": 4, "steps": 32}
+_SS_DEFAULTS = {"max_prob": 0.0, "anneal_steps": 1000}
+
+
+@dataclass
+class LifeBatch(Batch):
+    """A Batch that also remembers the scheduled-sampling numbers for log_metrics."""
+
+    ss_prob: float = 0.0
+    ss_fed: float | torch.Tensor = 0.0  # fraction of this batch's samples whose B_1.. came from the model
+
+
+def _auto_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _plain(x):
+    """Hydra/OmegaConf containers -> dicts and lists (they duck-type, but tensors and == want the real thing)."""
+    if isinstance(x, Mapping):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, Sequence) and not isinstance(x, str):
+        return [_plain(v) for v in x]
+    return x
+
+
+class LifeTask:
+    """Predict boards t+1..t+K of a Life-like automaton from its rule and board t."""
+
+    vocab_size = VOCAB_SIZE
+    n_segments = N_SEGMENTS
+
+    def __init__(self, *, name: str = "life", board=(16, 16), rules="B3/S23", density=(0.1, 0.9),
+                 patterns: float = 0.0, horizons: int = 1, scheduled_sampling=None, seed: int = 0,
+                 eval=None, render=None, device="cpu"):  # noqa: A002 - `eval` is the config key
+        board, density = _plain(board), _plain(density)
+        if isinstance(board, int):
+            board = [board, board]
+        if len(board) != 2 or min(board) < 3:
+            raise ConfigError(f"task.board must be [height, width] with sides >= 3, got {board}")
+        if len(density) != 2 or not 0.0 <= density[0] <= density[1] <= 1.0:
+            raise ConfigError(f"task.density must be [low, high] with 0 <= low <= high <= 1, got {density}")
+        if not 0.0 <= patterns <= 1.0:
+            raise ConfigError(f"task.patterns is a probability in [0, 1], got {patterns}")
+        if int(horizons) < 1:
+            raise ConfigError(f"task.horizons must be >= 1, got {horizons}")
+        self.name = name
+        self.height, self.width = int(board[0]), int(board[1])
+        self.horizons = int(horizons)
+        self.device = _auto_device(device)
+        self.seed = int(seed)
+        self.ss = {**_SS_DEFAULTS, **_plain(scheduled_sampling or {})}
+        self.eval_cfg = {**_EVAL_DEFAULTS, **_plain(eval or {})}
+        self.render_cfg = {**_RENDER_DEFAULTS, **_plain(render or {})}
+
+        self.rules_spec = _plain(rules)
+        try:
+            if self.rules_spec == "random":
+                table, self.rule_names = None, list(NAMED_RULES)
+            else:
+                given = [self.rules_spec] if isinstance(self.rules_spec, str) else list(self.rules_spec)
+                table = torch.stack([R.parse(r) for r in given])
+                self.rule_names = [R.format(b) for b in table]
+        except ValueError as e:
+            raise ConfigError(f"task.rules: {e} (or 'random', or a list of rules)") from e
+        self.rule_label = "random" if table is None else ",".join(self.rule_names)
+
+        self.seq = SeqLayout(self.height, self.width, self.horizons)
+        self.seq_len = self.seq.seq_len
+        self.stream = LifeStream(self.height, self.width, table, (float(density[0]), float(density[1])),
+                                 float(patterns), self.horizons, self.seed, self.device)
+
+    # ----- layout ---------------------------------------------------------------------------------
+    def layout(self) -> Layout:
+        s = self.seq
+        return Layout(positions=s.positions().to(self.device), segment_ids=s.segment_ids().to(self.device),
+                      attn_mask=s.attention_mask().to(self.device))
+
+    def allowed_inputs(self) -> torch.Tensor:
+        return self.seq.allowed_inputs().to(self.device)
+
+    # ----- training data --------------------------------------------------------------------------
+    def ss_prob(self, step: int) -> float:
+        """Scheduled sampling: the chance a sample is model-fed, ramping linearly to max_prob."""
+        anneal = max(int(self.ss["anneal_steps"]), 1)
+        return float(self.ss["max_prob"]) * min(1.0, step / anneal)
+
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1,
+                    model: torch.nn.Module | None = None) -> LifeBatch:
+        # The whole global batch is drawn on every rank, so the data never depends on the world size.
+        n = batch_size * world_size
+        g = generator(self.seed, step, self.device)
+        rule_bits, truth = self.stream.draw(g, n)
+        p = self.ss_prob(step)
+        fed = torch.rand(n, generator=g, device=self.device) < p  # drawn even when p = 0: same stream either way
+        mine = slice(rank * batch_size, (rank + 1) * batch_size)
+        rule_bits, truth, fed = rule_bits[mine], truth[mine], fed[mine]
+        in_boards = truth[:, :-1].clone()
+        if model is not None and p > 0 and self.horizons > 1 and bool(fed.any()):
+            # Only this rank's slice runs through the model: its B_k depend on nothing else.
+            with eval_mode(unwrap(model)) as m:
+                idx = fed.nonzero()[:, 0]
+                for k in range(1, self.horizons):
+                    in_boards[idx, k] = predict_next(m, in_boards[idx, k - 1], rule_bits[idx])
+        return self._batch(rule_bits, in_boards, truth[:, 1:], ss_prob=p, ss_fed=fed.float().mean())
+
+    def batch_from(self, rule_bits: torch.Tensor, truth: torch.Tensor) -> LifeBatch:
+        """A teacher-forced batch from rule_bits [B, 18] and true rollouts [B, K+1, H, W]."""
+        return self._batch(rule_bits, truth[:, :-1], truth[:, 1:])
+
+    def _batch(self, rule_bits, in_boards, target_boards, ss_prob=0.0, ss_fed=0.0) -> LifeBatch:
+        inputs, targets, loss_mask = self.seq.encode(rule_bits, in_boards, target_boards)
+        return LifeBatch(inputs, targets, loss_mask, {"cond": rule_bits.float()}, ss_prob=ss_prob, ss_fed=ss_fed)
+
+    def log_metrics(self, logits: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """Loss and cell accuracy per horizon, plus what the stream looked like."""
+        s = self.seq
+        out = {}
+        for k in range(1, self.horizons + 1):
+            q = s.query(k)
+            lg, tg = logits[:, q].float(), batch.targets[:, q]
+            out[f"loss_t{k}"] = F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tg.reshape(-1))
+            out[f"acc_t{k}"] = (lg[..., DEAD:ALIVE + 1].argmax(-1) == tg).float().mean()
+        b0, t1 = batch.inputs[:, s.board(0)], batch.targets[:, s.query(1)]
+        out["stream_density_t0"] = b0.float().mean()
+        out["stream_alive_t1"] = t1.float().mean()
+        out["stream_unchanged"] = (b0 == t1).all(-1).float().mean()
+        out["ss_fed"] = torch.as_tensor(getattr(batch, "ss_fed", 0.0), dtype=torch.float32, device=logits.device)
+        values = torch.stack([v.detach().float() for v in out.values()]).tolist()  # one device sync in all
+        out = dict(zip(out, values))
+        out["ss_prob"] = float(getattr(batch, "ss_prob", 0.0))
+        return out
+
+    # ----- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, n_samples: int | None = None, seed: int | None = None) -> dict[str, Any]:
+        """Held-out one-step accuracy and k-step rollout divergence (the model fed its own output)."""
+        n_samples = int(self.eval_cfg["samples"] if n_samples is None else n_samples)
+        seed = int(self.eval_cfg["seed"] if seed is None else seed)
+        with eval_mode(unwrap(model)) as m:
+            out = {**self._evaluate(m, self.stream, n_samples, seed), "rule": self.rule_label}
+            if self.stream.rule_table is None or len(self.stream.rule_table) > 1:
+                out["per_rule"] = {}
+                for i, name in enumerate(self.rule_names):  # each rule on its own boards
+                    stream = self._fixed_rule_stream(name)
+                    out["per_rule"][name] = self._evaluate(m, stream, n_samples, seed + 1 + i)
+        return out
+
+    def _evaluate(self, model, stream: LifeStream, n_samples: int, seed: int) -> dict[str, Any]:
+        steps = max(int(self.eval_cfg["rollout_steps"]), 1)
+        total = None
+        for chunk, start in enumerate(range(0, n_samples, EVAL_CHUNK)):
+            n = min(EVAL_CHUNK, n_samples - start)
+            rule_bits, truth = stream.sample(chunk, n, seed=seed)
+            sums = compare(model, truth[:, 0], rule_bits, steps)
+            total = sums if total is None else {k: total[k] + v for k, v in sums.items()}
+        cells = n_samples * self.height * self.width
+        out = {"cell_accuracy": total["cells_right"].item() / cells,
+               "board_accuracy": total["boards_right"].item() / n_samples}
+        for k, d in enumerate(total["cells_diverged"].tolist(), start=1):
+            out[f"rollout_divergence_k{k}"] = d / cells
+        out["n_samples"] = n_samples
+        return out
+
+    def _fixed_rule_stream(self, rule: str) -> LifeStream:
+        s = self.stream
+        return LifeStream(s.height, s.width, R.parse(rule)[None], s.density, s.patterns, s.horizons, s.seed, s.device)
+
+    # ----- rendering ------------------------------------------------------------------------------
+    def render_rollouts(self, model: torch.nn.Module, n_boards: int | None = None, steps: int | None = None):
+        """(model rollouts, true rollouts), each [N, steps+1, H, W], for a fixed set of boards.
+
+        The boards come from a fixed seed, so successive videos of a run show the same boards; when the rules
+        vary they cycle through the named rules (a random rule is rarely interesting to watch).
+        """
+        n = int(n_boards or self.render_cfg["boards"])
+        steps = int(steps or self.render_cfg["steps"])
+        render_seed = int(self.eval_cfg["seed"]) + 101
+        rule_bits, truth = self.stream.sample(0, n, seed=render_seed)
+        if self.stream.rule_table is None or len(self.stream.rule_table) > 1:
+            rule_bits = torch.stack([R.parse(self.rule_names[i % len(self.rule_names)]) for i in range(n)])
+            rule_bits = rule_bits.to(self.device)
+        boards = truth[:, 0]
+        with eval_mode(unwrap(model)) as m:
+            pred = model_rollout(m, boards, rule_bits, steps)
+        return pred, true_rollout(boards, rule_bits, steps)
+
+    def artifacts(self, model: torch.nn.Module, step: int, out_dir: Path) -> list[Path]:
+        from interfere.tasks.life import render
+
+        pred, true = self.render_rollouts(model)
+        frames = render.frames(pred, true)
+        base = Path(out_dir) / "rollouts" / f"step_{step:06d}"
+        return [render.write_video(frames, base.with_suffix(".mp4")), render.write_gif(frames, base.with_suffix(".gif"))]
