@@ -79,3 +79,31 @@ def test_editing_attention_scores_still_works_with_a_block_mask():
     assert not torch.allclose(cache["blocks.0.attn.hook_pattern"], pattern)
     # masked-out keys get exactly zero weight in the unedited run
     assert (cache["blocks.0.attn.hook_pattern"][..., ~layout.attn_mask] == 0).all()
+
+
+@pytest.mark.parametrize("scheme", ["learned", "rope"])
+def test_kv_cache_gives_the_same_logits_as_a_full_forward(scheme):
+    from interfere.model import KVCache
+
+    model = tiny(**SCHEMES[scheme])
+    tokens = torch.randint(0, 20, (2, 15))
+    full = model(tokens)
+    cache = KVCache()
+    pieces = [model(tokens[:, :9], kv_cache=cache)]  # a prompt, then one token at a time
+    pieces += [model(tokens[:, t:t + 1], kv_cache=cache) for t in range(9, 12)]
+    pieces += [model(tokens[:, 12:], kv_cache=cache)]  # and a chunk of several new tokens
+    assert cache.length == 15
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
+    # hooks still fire on the cached path, for the new positions
+    _, step_cache = model.run_with_cache(tokens[:, :1], kv_cache=KVCache())
+    assert step_cache["pattern", 0].shape == (2, 4, 1, 1)
+
+
+def test_kv_cache_follows_a_block_mask_layout():
+    from interfere.model import KVCache
+
+    model = tiny(n_ctx=21, n_segments=3, positional_embedding_type="rope2d", rotary_dim=8).set_layout(grid_layout(3))
+    tokens = torch.randint(0, 20, (1, 21))
+    cache = KVCache()
+    stepwise = torch.cat([model(tokens[:, :12], kv_cache=cache), model(tokens[:, 12:], kv_cache=cache)], dim=1)
+    assert torch.allclose(stepwise, model(tokens), atol=1e-5)

@@ -2,7 +2,7 @@
 
 from interfere.model.config import ModelConfig, build_config
 from interfere.model.serialize import load_model, save_model
-from interfere.model.transformer import HookedGPT
+from interfere.model.transformer import HookedGPT, KVCache
 
 
 def build_model(model_cfg, vocab_size: int, seq_len: int) -> HookedGPT:
@@ -10,4 +10,4 @@ def build_model(model_cfg, vocab_size: int, seq_len: int) -> HookedGPT:
     return HookedGPT(build_config(model_cfg, vocab_size, seq_len))
 
 
-__all__ = ["ModelConfig", "HookedGPT", "build_config", "build_model", "save_model", "load_model"]
+__all__ = ["ModelConfig", "HookedGPT", "KVCache", "build_config", "build_model", "save_model", "load_model"]

@@ -22,8 +22,8 @@ class LearnedPositions(nn.Module):
         super().__init__()
         self.W_pos = nn.Parameter(torch.empty(n_ctx, d_model))
 
-    def forward(self, seq_len: int) -> torch.Tensor:
-        return self.W_pos[:seq_len].unsqueeze(0)  # [1, T, d_model]
+    def forward(self, seq_len: int, offset: int = 0) -> torch.Tensor:
+        return self.W_pos[offset:offset + seq_len].unsqueeze(0)  # [1, T, d_model]
 
 
 def rotary_frequencies(n_dims: int, base: float, period: int | None = None) -> torch.Tensor:

@@ -26,6 +26,25 @@ from interfere.model.config import ModelConfig
 from interfere.model.positions import LearnedPositions, Rotary
 
 
+class KVCache:
+    """Keys and values of the positions already seen, per layer, for incremental decoding.
+
+    Pass the same cache to successive calls: `model(prompt, kv_cache=c)`, then `model(next_token, kv_cache=c)`.
+    Hooks fire for the new positions only.
+    """
+
+    def __init__(self):
+        self.keys: dict[int, torch.Tensor] = {}  # layer -> [B, H, T_past, d_head], rotated
+        self.values: dict[int, torch.Tensor] = {}
+        self.length = 0
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if layer in self.keys:
+            k, v = torch.cat([self.keys[layer], k], dim=2), torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
 class Norm(nn.Module):
     """Pre-norm LayerNorm or RMSNorm with TransformerLens' hook_scale / hook_normalized."""
 
@@ -91,8 +110,12 @@ class Attention(nn.Module):
     b_O = property(lambda self: self.out.bias if self.out.bias is not None
                    else torch.zeros(self.cfg.d_model, device=self.out.weight.device))
 
-    def forward(self, x: torch.Tensor, rot: tuple | None, mask: torch.Tensor | None) -> torch.Tensor:
-        """x: [B, T, d_model], or [B, T, 3, H, d_model] per-head inputs when use_split_qkv_input."""
+    def forward(self, x: torch.Tensor, rot: tuple | None, mask: torch.Tensor | None,
+                kv_cache: KVCache | None = None) -> torch.Tensor:
+        """x: [B, T, d_model], or [B, T, 3, H, d_model] per-head inputs when use_split_qkv_input.
+
+        mask: [T_q, T_k] bool (True = may attend), or None for causal (the queries are the last T_q keys).
+        """
         cfg = self.cfg
         B, T = x.shape[:2]
         if x.dim() == 5:  # per-head q/k/v inputs: one projection per head (TransformerLens' split mode)
@@ -105,15 +128,22 @@ class Attention(nn.Module):
             q = self.hook_rot_q(self.rotary(q, *rot))
             k = self.hook_rot_k(self.rotary(k, *rot))
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, d_head]
+        if kv_cache is not None:
+            k, v = kv_cache.extend(self.layer, k, v)
+        T_k = k.shape[2]
         p_drop = cfg.dropout if self.training else 0.0
         if self.hook_attn_scores.has_hooks() or self.hook_pattern.has_hooks():
             scores = q @ k.transpose(-1, -2) / math.sqrt(cfg.d_head)
-            allowed = mask if mask is not None else torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            scores = self.hook_attn_scores(scores.masked_fill(~allowed, float("-inf")))
+            if mask is None:
+                mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)
+            scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
             pattern = self.hook_pattern(scores.softmax(dim=-1))
             z = F.dropout(pattern, p_drop, self.training) @ v
         else:
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop, is_causal=mask is None)
+            if mask is None and T != T_k and T > 1:  # new queries after cached keys: causal with an offset
+                mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)
+            causal = mask is None and T > 1
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop, is_causal=causal)
         z = self.hook_z(z.transpose(1, 2))  # [B, T, H, d_head]
         if cfg.use_attn_result:
             result = self.hook_result(torch.einsum("bthe,hed->bthd", z, self.W_O))
@@ -172,7 +202,7 @@ class Block(nn.Module):
         self.hook_attn_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, resid: torch.Tensor, rot, mask, cond) -> torch.Tensor:
+    def forward(self, resid: torch.Tensor, rot, mask, cond, kv_cache=None) -> torch.Tensor:
         resid = self.hook_resid_pre(resid)
         if self.cfg.use_split_qkv_input:
             per_head = resid[:, :, None, :].expand(-1, -1, self.cfg.n_heads, -1)
@@ -180,7 +210,7 @@ class Block(nn.Module):
                                    for hook in (self.hook_q_input, self.hook_k_input, self.hook_v_input)], dim=2)
         else:
             attn_in = self.hook_attn_in(self._film(self.ln1(resid), self.film1, cond))
-        resid = resid + self.drop(self.hook_attn_out(self.attn(attn_in, rot, mask)))
+        resid = resid + self.drop(self.hook_attn_out(self.attn(attn_in, rot, mask, kv_cache)))
         if self.cfg.attn_only:
             return self.hook_resid_post(resid)
         resid = self.hook_resid_mid(resid)
@@ -275,29 +305,32 @@ class HookedGPT(HookedRootModule):
     # ----- forward -------------------------------------------------------------------------------
     def forward(self, input: Any, return_type: str | None = "logits", loss_per_token: bool = False, *,
                 cond: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None):
+                attn_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None):
         """input: token ids [B, T] (or a string if a tokenizer is attached).
 
         return_type: "logits", "loss" (next-token cross-entropy, as TransformerLens), "both" or None.
         cond: [B, n_cond] for FiLM models (ignored otherwise). positions / attn_mask override the layout.
+        kv_cache: continue after the positions stored in it (and store these).
         """
         tokens = self.to_tokens(input)
         B, T = tokens.shape
-        if T > self.cfg.n_ctx:
-            raise ValueError(f"sequence of {T} tokens is longer than the model's n_ctx={self.cfg.n_ctx}")
+        past = kv_cache.length if kv_cache is not None else 0
+        if past + T > self.cfg.n_ctx:
+            raise ValueError(f"sequence of {past + T} tokens is longer than the model's n_ctx={self.cfg.n_ctx}")
+        here = slice(past, past + T)  # the positions of this call's tokens
         resid = self.hook_embed(self.embed(tokens))
         if self.cfg.positional_embedding_type == "learned":
-            resid = resid + self.hook_pos_embed(self.pos_embed(T))
+            resid = resid + self.hook_pos_embed(self.pos_embed(T, offset=past))
         if self.cfg.n_segments:
             seg = self.layout_segment_ids
             if seg is None:
                 raise ValueError("this model has segment embeddings: set_layout(...) must give segment_ids")
-            resid = resid + self.hook_segment_embed(self.segment_embed(seg[:T])[None])
+            resid = resid + self.hook_segment_embed(self.segment_embed(seg[here])[None])
         resid = self.drop(resid)
 
-        rot = self._rotation(T, positions)
+        rot = self._rotation(here, positions)
         mask = attn_mask if attn_mask is not None else (
-            self.layout_attn_mask[:T, :T] if self.layout_attn_mask is not None else None)
+            self.layout_attn_mask[here, :past + T] if self.layout_attn_mask is not None else None)
         if self.cfg.n_cond and cond is None:
             raise ValueError(f"this model is FiLM-conditioned: pass cond=[batch, {self.cfg.n_cond}]")
         cond = cond if self.cfg.n_cond else None
@@ -305,7 +338,9 @@ class HookedGPT(HookedRootModule):
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
                 resid = checkpoint(block, resid, rot, mask, cond, use_reentrant=False)
             else:
-                resid = block(resid, rot, mask, cond)
+                resid = block(resid, rot, mask, cond, kv_cache)
+        if kv_cache is not None:
+            kv_cache.length += T
         logits = self.unembed(self.ln_final(resid))
         if return_type == "logits":
             return logits
@@ -314,8 +349,8 @@ class HookedGPT(HookedRootModule):
         loss = self.loss_fn(logits, tokens, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
 
-    def _rotation(self, T: int, positions: torch.Tensor | None):
-        """(cos, sin) [T, rotary_dim/2] shared by every layer, or None without rotary."""
+    def _rotation(self, here: slice, positions: torch.Tensor | None):
+        """(cos, sin) [T, rotary_dim/2] for the positions `here`, shared by every layer; None without rotary."""
         kind = self.cfg.positional_embedding_type
         if kind not in ("rope", "rope2d"):
             return None
@@ -326,7 +361,7 @@ class HookedGPT(HookedRootModule):
                 raise ValueError("rope2d needs (row, col) positions: set_layout(...) with positions of shape [n_ctx, 2]")
         elif positions is None or positions.dim() != 1:
             positions = torch.arange(self.cfg.n_ctx, device=self.embed.weight.device)
-        angles = self.blocks[0].attn.rotary.angles(positions[:T])
+        angles = self.blocks[0].attn.rotary.angles(positions[here])
         return angles.cos(), angles.sin()
 
     @staticmethod
