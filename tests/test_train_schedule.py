@@ -1,0 +1,140 @@
+"""Learning-rate schedule, optimizer decay groups, run-length arithmetic, device choice."""
+
+import math
+
+import pytest
+import torch
+
+from interfere.device import pick_device
+from interfere.errors import ConfigError
+from interfere.train.distributed import Dist, all_reduce_sum, init, unwrap, wrap
+from interfere.train.loop import parse_tokens, plan_steps
+from interfere.train.optim import build_optimizer, decay_split
+from interfere.train.schedule import lr_at
+
+BASE = dict(lr=2.0, warmup_steps=10, hold_steps=5, min_lr_ratio=0.1)
+TOTAL = 115  # decay runs over steps 15..115
+
+
+def test_warmup_is_linear_from_zero():
+    cfg = dict(BASE, schedule="cosine")
+    assert lr_at(0, TOTAL, cfg) == 0.0
+    assert lr_at(1, TOTAL, cfg) == pytest.approx(0.2)
+    assert lr_at(5, TOTAL, cfg) == pytest.approx(1.0)
+    assert lr_at(10, TOTAL, cfg) == pytest.approx(2.0)
+
+
+def test_hold_keeps_the_peak():
+    cfg = dict(BASE, schedule="cosine")
+    assert [lr_at(s, TOTAL, cfg) for s in range(10, 16)] == [2.0] * 6
+
+
+def test_cosine_endpoints_and_midpoint():
+    cfg = dict(BASE, schedule="cosine")
+    lo = 2.0 * 0.1
+    assert lr_at(TOTAL, TOTAL, cfg) == pytest.approx(lo)
+    assert lr_at(65, TOTAL, cfg) == pytest.approx((2.0 + lo) / 2)  # halfway through the decay
+    s = 40
+    expected = lo + (2.0 - lo) * 0.5 * (1 + math.cos(math.pi * (s - 15) / 100))
+    assert lr_at(s, TOTAL, cfg) == pytest.approx(expected)
+    assert lr_at(TOTAL + 50, TOTAL, cfg) == pytest.approx(lo)  # never below min after the end
+    lrs = [lr_at(s, TOTAL, cfg) for s in range(15, TOTAL + 1)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_linear_decay():
+    cfg = dict(BASE, schedule="linear")
+    assert lr_at(65, TOTAL, cfg) == pytest.approx(1.1)
+    assert lr_at(40, TOTAL, cfg) == pytest.approx(2.0 - 1.8 * 0.25)
+    assert lr_at(TOTAL, TOTAL, cfg) == pytest.approx(0.2)
+
+
+def test_constant_after_warmup():
+    cfg = dict(BASE, schedule="constant")
+    assert lr_at(5, TOTAL, cfg) == pytest.approx(1.0)
+    assert {lr_at(s, TOTAL, cfg) for s in range(10, TOTAL + 1)} == {2.0}
+
+
+def test_no_warmup_and_unknown_schedule():
+    assert lr_at(1, 10, dict(lr=1.0, schedule="linear", min_lr_ratio=0.0)) == pytest.approx(0.9)
+    with pytest.raises(ConfigError, match="schedule"):
+        lr_at(1, 10, dict(lr=1.0, schedule="exponential"))
+
+
+# ----- optimizer groups ---------------------------------------------------------------------------
+def _model(**kw):
+    from interfere.model import build_model
+
+    cfg = dict(d_model=16, n_layers=1, n_heads=2, d_mlp=32, n_segments=2, n_cond=3)
+    cfg.update(kw)
+    return build_model(cfg, vocab_size=11, seq_len=8)
+
+
+def test_decay_groups_by_name():
+    decay, no_decay = decay_split(_model())
+    for name in ["blocks.0.attn.qkv.weight", "blocks.0.attn.out.weight", "blocks.0.mlp.fc_in.weight",
+                 "blocks.0.mlp.fc_out.weight", "unembed.weight"]:
+        assert name in decay, name
+    for name in ["embed.weight", "pos_embed.W_pos", "segment_embed.W_seg", "blocks.0.ln1.w", "blocks.0.ln1.b",
+                 "ln_final.w", "blocks.0.attn.qkv.bias", "blocks.0.mlp.fc_out.bias"]:
+        assert name in no_decay, name
+    assert any("film" in n and n.endswith("weight") for n in decay)  # FiLM projections are matrices
+    assert set(decay).isdisjoint(no_decay)
+
+
+def test_optimizer_groups_carry_the_decay():
+    model = _model(tie_embeddings=True)
+    opt = build_optimizer(model, dict(lr=1e-3, weight_decay=0.1, betas=[0.9, 0.95]))
+    decay_group, plain_group = opt.param_groups
+    assert decay_group["weight_decay"] == 0.1 and plain_group["weight_decay"] == 0.0
+    assert decay_group["betas"] == (0.9, 0.95)
+    in_decay = {id(p) for p in decay_group["params"]}
+    assert id(model.embed.weight) not in in_decay  # tied: the embedding is the unembedding, not decayed
+    n_all = len({id(p) for p in model.parameters()})
+    assert len(decay_group["params"]) + len(plain_group["params"]) == n_all
+    assert not opt.defaults.get("fused")  # CPU: the default (foreach) implementation
+
+
+# ----- run length ---------------------------------------------------------------------------------
+def test_token_budget_to_steps():
+    tcfg = dict(steps=None, tokens=1000, batch_size=8, grad_accum=2)
+    # 2 processes x 8 samples x 2 micro-batches x 7 tokens = 224 tokens/step; ceil(1000 / 224) = 5
+    assert plan_steps(tcfg, seq_len=7, world_size=2) == (5, 224)
+    assert plan_steps(dict(tcfg, tokens=896), seq_len=7, world_size=2) == (4, 224)
+    assert plan_steps(dict(tcfg, tokens=1000), seq_len=7, world_size=1) == (9, 112)
+    assert plan_steps(dict(tcfg, tokens=None, steps=3), seq_len=7, world_size=4) == (3, 448)
+
+
+def test_token_counts_parse():
+    assert parse_tokens(2_000_000) == parse_tokens("2M") == parse_tokens("2e6") == parse_tokens(2e6) == 2_000_000
+    assert parse_tokens("2.5k") == 2500
+    with pytest.raises(ConfigError, match="train.tokens"):
+        parse_tokens("lots")
+
+
+@pytest.mark.parametrize("steps,tokens,match", [(10, 1000, "both"), (None, None, "neither")])
+def test_exactly_one_of_steps_and_tokens(steps, tokens, match):
+    with pytest.raises(ConfigError, match=f"train.steps and train.tokens.*{match}"):
+        plan_steps(dict(steps=steps, tokens=tokens, batch_size=2, grad_accum=1), seq_len=4)
+
+
+# ----- device and single-process distributed ------------------------------------------------------
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type in ("cpu", "mps")
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            pick_device("cuda")
+    with pytest.raises(ConfigError, match="not a device"):
+        pick_device("gpu please")
+
+
+def test_single_process_needs_no_process_group(monkeypatch):
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    dist = init("cpu")
+    assert (dist.rank, dist.world_size, dist.is_main, dist.enabled) == (0, 1, True, False)
+    model = torch.nn.Linear(2, 2)
+    assert wrap(model, dist) is model and unwrap(model) is model
+    t = torch.tensor(3.0)
+    assert all_reduce_sum(t, Dist()).item() == 3.0
