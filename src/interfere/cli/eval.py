@@ -1,0 +1,97 @@
+"""`interfere eval [run=<id>[,<id>...]|ckpt=<path>] [--json]`: held-out metrics of trained runs."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from interfere.cli.common import add_json, add_overrides, flatten, parse_words, print_json, print_table, to_int
+from interfere.errors import ConfigError
+
+HELP = "evaluate a run's checkpoint on held-out data (the newest run unless run=<id> or ckpt=<path>)"
+DESCRIPTION = """\
+Evaluate checkpoints with their task's own metrics. The number of samples and the seed come from the
+run's config (task.eval.samples, task.eval.seed) unless given here. Several runs (run=a,b) give one
+column each."""
+
+KEYS = {
+    "run": "run id or run dir[,...]",
+    "ckpt": "checkpoint dir",
+    "runs_dir": "dir",
+    "device": "auto|cpu|cuda|mps",
+    "task.eval.samples": "N",
+    "task.eval.seed": "S",
+}
+
+META = ("run", "step", "seed")  # printed first; the task's metrics follow
+
+
+def add_arguments(p) -> None:
+    add_overrides(p, "run=<id>[,<id>...] | ckpt=<path>, runs_dir=<dir>, device=<d>, task.eval.samples=<N>, "
+                     "task.eval.seed=<S>")
+    add_json(p)
+
+
+def run(args) -> int:
+    words = parse_words(args.overrides, KEYS, "eval")
+    if "run" in words and "ckpt" in words:
+        raise ConfigError("give run=<id> or ckpt=<path>, not both")
+    if "run" in words:
+        targets = [t for t in words["run"].split(",") if t]
+        if not targets:
+            raise ConfigError("run= is empty; give run=<id> (`interfere runs` lists them)")
+    elif "ckpt" in words:
+        targets = [words["ckpt"]]
+    else:
+        targets = [None]  # runs/latest
+    samples = to_int("task.eval.samples", words["task.eval.samples"], 1) if "task.eval.samples" in words else None
+    seed = to_int("task.eval.seed", words["task.eval.seed"]) if "task.eval.seed" in words else None
+    runs_dir = words.get("runs_dir", "runs")
+    device = words.get("device")
+
+    # With --json, anything the library prints goes to stderr: stdout holds the JSON object only.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        results = [_evaluate(t, runs_dir, device, samples, seed) for t in targets]
+
+    if args.json:
+        print_json(results[0] if len(results) == 1 else {"runs": results})
+    else:
+        _table(results)
+    return 0
+
+
+def _evaluate(target, runs_dir, device, samples, seed) -> dict:
+    from omegaconf import OmegaConf
+
+    import interfere
+    from interfere.train.checkpoint import read_state
+    from interfere.train.runs import resolve_checkpoint, run_dir_of
+
+    ckpt = resolve_checkpoint(target, runs_dir)
+    run_cfg = OmegaConf.load(run_dir_of(ckpt) / "config.yaml")
+    if samples is None:
+        samples = OmegaConf.select(run_cfg, "task.eval.samples")
+    if seed is None:
+        seed = OmegaConf.select(run_cfg, "task.eval.seed")
+    model, task = interfere.load(str(ckpt), runs_dir=runs_dir, device=device)
+    metrics = task.evaluate(model, samples, seed)
+    try:
+        step = read_state(ckpt).get("step")
+    except Exception:  # an evaluation does not need the training state
+        step = None
+    return {"run": run_dir_of(ckpt).name, "step": step, "seed": seed, "n_samples": samples,
+            **metrics, "ckpt": str(ckpt)}
+
+
+def _table(results: list[dict]) -> None:
+    flat = [flatten({k: (str(v) if k == "seed" else v) for k, v in r.items() if k not in ("run", "ckpt")})
+            for r in results]
+    keys: list[str] = []
+    for f in flat:
+        keys += [k for k in f if k not in keys]
+    if len(results) == 1:
+        r = results[0]
+        rows = [["run", r["run"]], ["checkpoint", r["ckpt"]], *([k, flat[0].get(k)] for k in keys)]
+        print_table(None, ["metric", "value"], rows)
+    else:
+        print_table(None, ["metric", *(r["run"] for r in results)], [[k, *(f.get(k) for f in flat)] for k in keys])

@@ -1,0 +1,61 @@
+"""`interfere train [key=value ...]`: compose the config, train, print the run directory (and its video)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from interfere.cli.common import add_json, add_overrides, is_main_process, print_json
+
+HELP = "train a model (exp=<name> picks a preset; any config key can be overridden as key=value)"
+DESCRIPTION = """\
+Train a model on a task. The config is Hydra's: conf/config.yaml with the groups model/, task/, train/
+and an experiment preset exp/<name>.yaml applied last. Works as is under
+`torchrun --standalone --nproc_per_node=N -m interfere train ...`."""
+
+
+def EPILOG() -> str:
+    from interfere.cli.config import experiments
+
+    return (f"experiments (exp=<name>): {', '.join(experiments())}\n"
+            "examples:\n"
+            "  interfere train exp=life_smoke\n"
+            "  interfere train exp=life16 train.steps=500 train.batch_size=64 device=cpu\n"
+            "  interfere train exp=life_smoke task.board=[8,8] model.rope_period=8 --cfg")
+
+
+def add_arguments(p) -> None:
+    add_overrides(p, "Hydra overrides: exp=<name>, group=<option>, group.key=value, +new.key=value")
+    p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    add_json(p)
+
+
+def run(args) -> int:
+    from interfere.cli.config import compose, to_yaml
+
+    cfg = compose(args.overrides)
+    if args.cfg:
+        if is_main_process():
+            sys.stdout.write(to_yaml(cfg))
+        return 0
+
+    from interfere.train import train
+
+    # With --json, whatever the loop prints goes to stderr so that stdout holds the JSON object only.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        run_dir = Path(train(cfg))
+    if not is_main_process():
+        return 0
+    videos = sorted((run_dir / "assets").rglob("*.mp4"))
+    if args.json:
+        eval_file = run_dir / "eval.json"
+        final = json.loads(eval_file.read_text()) if eval_file.is_file() else None
+        print_json({"run": run_dir.name, "run_dir": str(run_dir), "videos": [str(v) for v in videos],
+                    "eval": final})
+    else:
+        if videos:
+            print(f"video  {videos[-1]}")
+        print(f"run    {run_dir}")
+    return 0
