@@ -8,7 +8,7 @@ STAMP := $(VENV)/.interfere-installed
 # The CPU build: this exact pin is the wheel on this machine's disk; an unpinned torch pulls GBs of CUDA wheels.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench bench-life clean
 
 install: $(STAMP)
 
@@ -29,8 +29,15 @@ test: install
 test-all: install
 	$(BIN)/pytest -m 'slow or not slow'
 
+# Speed: each prints a table with ratios against a reference measured in the same run (minutes).
 bench: install
-	@set -e; for f in $(sort $(wildcard benchmarks/*.py)); do echo "== $$f"; $(BIN)/python $$f; done
+	@set -e; for f in $(filter-out benchmarks/life_accuracy.py,$(sort $(wildcard benchmarks/*.py))); do \
+		echo "== $$f"; $(BIN)/python $$f; done
+
+# Quality in a fixed CPU budget: 30 minutes of training for Conway, then 30 for random rules (about 75 min).
+bench-life: install
+	$(BIN)/python benchmarks/life_accuracy.py --rules B3/S23
+	$(BIN)/python benchmarks/life_accuracy.py --rules random
 
 # Caches and build leftovers only: runs/ (your trained models) and .venv stay.
 clean:

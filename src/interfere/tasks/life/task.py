@@ -156,21 +156,22 @@ class LifeTask:
 
     # ----- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, n_samples: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    def evaluate(self, model: torch.nn.Module, n_samples: int | None = None, seed: int | None = None,
+                 rollout_steps: int | None = None) -> dict[str, Any]:
         """Held-out one-step accuracy and k-step rollout divergence (the model fed its own output)."""
         n_samples = int(self.eval_cfg["samples"] if n_samples is None else n_samples)
         seed = int(self.eval_cfg["seed"] if seed is None else seed)
+        steps = max(int(self.eval_cfg["rollout_steps"] if rollout_steps is None else rollout_steps), 1)
         with eval_mode(unwrap(model)) as m:
-            out = {**self._evaluate(m, self.stream, n_samples, seed), "rule": self.rule_label}
+            out = {**self._evaluate(m, self.stream, n_samples, seed, steps), "rule": self.rule_label}
             if self.stream.rule_table is None or len(self.stream.rule_table) > 1:
                 out["per_rule"] = {}
                 for i, name in enumerate(self.rule_names):  # each rule on its own boards
                     stream = self._fixed_rule_stream(name)
-                    out["per_rule"][name] = self._evaluate(m, stream, n_samples, seed + 1 + i)
+                    out["per_rule"][name] = self._evaluate(m, stream, n_samples, seed + 1 + i, steps)
         return out
 
-    def _evaluate(self, model, stream: LifeStream, n_samples: int, seed: int) -> dict[str, Any]:
-        steps = max(int(self.eval_cfg["rollout_steps"]), 1)
+    def _evaluate(self, model, stream: LifeStream, n_samples: int, seed: int, steps: int) -> dict[str, Any]:
         total = None
         for chunk, start in enumerate(range(0, n_samples, EVAL_CHUNK)):
             n = min(EVAL_CHUNK, n_samples - start)
