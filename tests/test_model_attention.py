@@ -107,3 +107,16 @@ def test_kv_cache_follows_a_block_mask_layout():
     cache = KVCache()
     stepwise = torch.cat([model(tokens[:, :12], kv_cache=cache), model(tokens[:, 12:], kv_cache=cache)], dim=1)
     assert torch.allclose(stepwise, model(tokens), atol=1e-5)
+
+
+@pytest.mark.parametrize("horizons", [1, 2])
+def test_fused_and_explicit_agree_with_the_life_task_layout(horizons):
+    from interfere.tasks.life.task import LifeTask
+
+    task = LifeTask(board=[4, 4], horizons=horizons)
+    model = tiny(n_ctx=task.seq_len, d_vocab=task.vocab_size, n_segments=4,
+                 positional_embedding_type="rope2d", rotary_dim=8, rope_period=4).set_layout(task.layout())
+    batch = task.train_batch(0, 3)
+    fused, explicit, fused_calls = _logits_both_ways(model, batch.inputs)
+    assert fused_calls == model.cfg.n_layers
+    assert (fused - explicit).abs().max() <= 1e-5
