@@ -1,9 +1,9 @@
 """How good does a Game of Life model get in a fixed CPU budget? (issue: life16 on 16x16 boards)
 
-Trains `exp=life16` for --minutes of training time, then finds the first checkpoint with cell accuracy
->= 99.9% and board accuracy >= 99% on --samples held-out boards (a fixed seed, disjoint from training):
-checkpoints are screened in order on --screen boards, and the first that passes is confirmed on the full
-set (if it fails, the scan goes on). The final checkpoint is always evaluated on the full set.
+Trains `exp=life16` for --minutes of training time and evaluates the final checkpoint on --samples
+held-out boards (a fixed seed, disjoint from training) against the targets: cell accuracy >= 99.9% and
+board accuracy >= 99%. The time to reach them is the first checkpoint whose --screen held-out boards
+meet both (screening every checkpoint on 10,000 boards would cost more CPU than the training).
 Evaluation happens after training and is not counted in the budget.
 
 The cosine schedule is sized to the budget: a short calibration run measures seconds per step on this
@@ -42,9 +42,10 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="training-time budget")
     parser.add_argument("--rules", default="B3/S23", help='a rule such as B3/S23, or "random"')
     parser.add_argument("--samples", type=int, default=10_000, help="held-out boards per evaluation")
-    parser.add_argument("--screen", type=int, default=1000, help="held-out boards for screening checkpoints")
+    parser.add_argument("--screen", type=int, default=500, help="held-out boards for screening checkpoints")
     parser.add_argument("--checkpoints", type=int, default=15, help="checkpoints saved along the run")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for training")
+    parser.add_argument("--run", type=Path, help="evaluate this finished run instead of training one")
     args = parser.parse_args()
 
     import torch
@@ -57,6 +58,8 @@ def main() -> int:
     if args.rules != "B3/S23":
         common.append("model.n_cond=18")  # FiLM on the rule bits: each block knows the rule
 
+    if args.run:
+        return report(args, args.run, wall=float("nan"))
     calib = interfere(*common, f"name=life16_{tag}_calibration", "train.steps=12", "train.ckpt_every=0",
                       threads=args.threads)  # a throwaway run: only its calibration.json is read
     s_per_step = json.loads((calib / "calibration.json").read_text())["s_per_step"]
@@ -68,8 +71,10 @@ def main() -> int:
     t0 = time.time()
     run = interfere(*common, f"name=life16_{tag}", f"train.steps={steps}", f"train.ckpt_every={every}",
                     threads=args.threads)
-    wall = time.time() - t0
+    return report(args, run, wall=time.time() - t0)
 
+
+def report(args, run: Path, wall: float) -> int:
     from interfere import load
     from interfere.train.checkpoint import step_dirs
 
@@ -78,13 +83,16 @@ def main() -> int:
         record = json.loads(line)
         if "s_per_step" in record and "loss" in record:
             elapsed[record["step"]] = record["elapsed"]
+    def minutes_at(ckpt: Path) -> float:
+        step = int(ckpt.name.split("_")[1])
+        later = [e for s, e in elapsed.items() if s >= step]  # the next logged step: an upper bound
+        return (min(later) if later else max(elapsed.values(), default=float("nan"))) / 60
+
     def evaluate(ckpt: Path, n: int) -> dict:
         model, task = load(ckpt)
         step = int(ckpt.name.split("_")[1])
         metrics = task.evaluate(model, n_samples=n, seed=task.eval_cfg["seed"], rollout_steps=1)
-        later = [e for s, e in elapsed.items() if s >= step]  # the next logged step: an upper bound
-        t = min(later) if later else max(elapsed.values(), default=float("nan"))
-        row = {"step": step, "train_minutes": t / 60, "samples": n, "cell_accuracy": metrics["cell_accuracy"],
+        row = {"step": step, "train_minutes": minutes_at(ckpt), "samples": n, "cell_accuracy": metrics["cell_accuracy"],
                "board_accuracy": metrics["board_accuracy"]}
         print(f"step {step:5d}  {row['train_minutes']:5.1f} min  {n:6d} boards  cells {row['cell_accuracy']:.5f}  "
               f"boards {row['board_accuracy']:.4f}", flush=True)
@@ -95,16 +103,15 @@ def main() -> int:
         return row["cell_accuracy"] >= CELL_TARGET and row["board_accuracy"] >= BOARD_TARGET
 
     rows, first = [], None
-    checkpoints = step_dirs(run)
-    for ckpt in checkpoints[:-1]:
-        if at_target(evaluate(ckpt, args.screen)) and at_target(confirmed := evaluate(ckpt, args.samples)):
-            first = confirmed
+    # a slowed-down machine can overrun the planned steps: only checkpoints inside the budget count
+    checkpoints = [c for c in step_dirs(run) if minutes_at(c) <= args.minutes] or step_dirs(run)[:1]
+    for ckpt in checkpoints:
+        if at_target(row := evaluate(ckpt, args.screen)):
+            first = row
             break
     final = evaluate(checkpoints[-1], args.samples)
-    if first is None and at_target(final):
-        first = final
-    final_model, final_task = load(run)
-    rollout = final_task.evaluate(final_model, n_samples=min(args.samples, 1000), seed=final_task.eval_cfg["seed"])
+    final_model, final_task = load(checkpoints[-1])
+    rollout = final_task.evaluate(final_model, n_samples=min(args.samples, 200), seed=final_task.eval_cfg["seed"])
 
     summary = {"rules": args.rules, "budget_minutes": args.minutes, "threads": args.threads,
                "wall_minutes": wall / 60, "steps": final["step"], "samples": args.samples,
@@ -116,12 +123,14 @@ def main() -> int:
     out.write_text(json.dumps(summary, indent=1))
 
     print()
-    print(f"| rules | budget | steps | cell acc | board acc | reached {CELL_TARGET:.1%} cells and {BOARD_TARGET:.0%} boards |")
+    print(f"| rules | budget | steps | cell acc ({args.samples} boards) | board acc | "
+          f"first at {CELL_TARGET:.1%} cells and {BOARD_TARGET:.0%} boards |")
     print("| --- | --- | --- | --- | --- | --- |")
-    reached = f"after {first['train_minutes']:.1f} min (step {first['step']})" if first else "not within the budget"
+    reached = (f"after {first['train_minutes']:.1f} min (step {first['step']}, {args.screen} boards)" if first
+               else "not within the budget")
     print(f"| {args.rules} | {args.minutes:g} min x {args.threads} threads | {summary['steps']} | "
           f"{final['cell_accuracy']:.5f} | {final['board_accuracy']:.4f} | {reached} |")
-    print(f"(held-out: {args.samples} boards; rollout divergence at k=8 on 1000 boards: "
+    print(f"(rollout divergence at k=8 on 200 boards: "
           f"{summary['final_rollout'].get('rollout_divergence_k8', float('nan')):.5f}; {out})")
     return 0
 

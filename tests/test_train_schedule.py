@@ -7,7 +7,8 @@ import torch
 
 from interfere.device import pick_device
 from interfere.errors import ConfigError
-from interfere.train.distributed import Dist, all_reduce_sum, init, unwrap, wrap
+from interfere.model.modes import unwrap
+from interfere.train.distributed import Dist, all_reduce_sum, init, wrap
 from interfere.train.loop import parse_tokens, plan_steps
 from interfere.train.optim import build_optimizer, decay_split
 from interfere.train.schedule import lr_at

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_model as _save_tensors
 
 from interfere.errors import CheckpointError
 from interfere.model.config import ModelConfig
+from interfere.model.modes import unwrap
 from interfere.model.transformer import HookedGPT
 
 WEIGHTS, CONFIG = "model.safetensors", "model.json"
@@ -20,8 +21,7 @@ def save_model(model: HookedGPT, directory: str | Path) -> None:
     """Write model.safetensors (weights and layout buffers; tied weights stored once) and model.json."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model = getattr(model, "module", model)  # unwrap DDP
-    model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
+    model = unwrap(model)
     _save_tensors(model, str(directory / WEIGHTS))
     (directory / CONFIG).write_text(model.cfg.to_json())
 

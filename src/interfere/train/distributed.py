@@ -64,15 +64,6 @@ def wrap(model: nn.Module, dist: Dist) -> nn.Module:
     return DDP(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module under DDP and torch.compile wrappers (what checkpoints and tasks see)."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
-
-
 def maybe_no_sync(model: nn.Module, sync: bool):
     """Skip DDP's gradient all-reduce on accumulation micro-steps that are not the last."""
     if sync or not hasattr(model, "no_sync"):

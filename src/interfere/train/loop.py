@@ -9,7 +9,6 @@ the step, a run resumed from a checkpoint continues exactly as if it had never s
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from interfere.errors import ConfigError
+from interfere.model.modes import eval_mode
 from interfere.train import distributed
 from interfere.train.audit import audit_leakage
 from interfere.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
@@ -83,18 +83,6 @@ def masked_loss_sum(logits: torch.Tensor, batch) -> torch.Tensor:
     """Summed cross-entropy (fp32) over the batch's loss positions; the caller divides by the global count."""
     mask = batch.loss_mask
     return F.cross_entropy(logits[mask].float(), batch.targets[mask], reduction="sum")
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module):
-    """Eval mode and no grad for evaluation / rendering, then back to the previous mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def _sync(device: torch.device) -> None:

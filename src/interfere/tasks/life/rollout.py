@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
+from interfere.model.modes import unwrap
 from interfere.tasks.life.simulate import rollout as true_rollout
 from interfere.tasks.life.tokens import ALIVE, DEAD, SeqLayout
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside DistributedDataParallel: calling the wrapper would run collectives on one rank only."""
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module):
-    """no_grad + eval() for the block, then the model's previous train/eval state."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        model.train(was_training)
 
 
 def one_step_inputs(rule_bits: torch.Tensor, boards: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from interfere.errors import ConfigError
 from interfere.tasks.base import Batch, Layout
 from interfere.tasks.life import rules as R
-from interfere.tasks.life.rollout import compare, eval_mode, model_rollout, predict_next, unwrap
+from interfere.model.modes import eval_mode, unwrap
+from interfere.tasks.life.rollout import compare, model_rollout, predict_next
 from interfere.tasks.life.simulate import rollout as true_rollout
 from interfere.tasks.life.stream import LifeStream, generator
 from interfere.tasks.life.tokens import ALIVE, DEAD, N_SEGMENTS, VOCAB_SIZE, SeqLayout
