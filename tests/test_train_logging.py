@@ -54,3 +54,30 @@ def test_metrics_file_and_rank_zero_only(tmp_path, capsys):
 def test_unknown_logger_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="train.loggers.*'mlflow'"):
         TrainLogger(tmp_path, "r", total_steps=1, start_step=0, loggers=["mlflow"])
+
+
+@pytest.mark.parametrize("name, module", [("wandb", "wandb"), ("tensorboard", "torch.utils.tensorboard")])
+def test_a_missing_logger_package_names_the_pip_install(tmp_path, monkeypatch, name, module):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import` of it now raises ImportError
+    with pytest.raises(ConfigError, match=f"train.loggers lists {name} but it is not installed: pip install {name} "):
+        TrainLogger(tmp_path, "r", total_steps=1, start_step=0, loggers=[name])
+    assert not (tmp_path / name).exists()
+
+
+def test_wandb_runs_offline_without_network(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
+    log = TrainLogger(tmp_path, "run_1", total_steps=2, start_step=0, progress=False, loggers=["wandb"],
+                      config={"train": {"lr": 0.1}})
+    log.log(1, {"loss": 1.0, "lr": 0.1})
+    log.log(2, {"loss": 0.5, "nan": float("nan")})
+    log.close()
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*-run_1")
+    assert list(offline.glob("*.wandb"))  # the run's data, to `wandb sync` later
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2

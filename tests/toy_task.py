@@ -11,6 +11,9 @@ leak="earlier":  (block) the tokenization writes the answers into the slots and 
                  each query also see the earlier slots: the perturbation audit must catch it.
 leak="own":      (block) the answers are written into each query's own slot (which a transformer always
                  sees through the residual stream): the audit's verbatim-copy check must catch it.
+cond=k:          batches carry a FiLM conditioning vector of k zeros (for a model with n_cond=k), and
+nan_at=[steps]:  NaNs instead at those steps, so the loss of exactly those steps is not finite.
+signal_at=step:  the process sends itself `signal` (SIGTERM by default) when that step's batch is drawn.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ class SimulatedCrash(RuntimeError):
 
 class ToyTask:
     def __init__(self, name: str = "toy", n: int = 4, symbols: int = 6, seed: int = 0, variant: str = "copy",
-                 leak: str | None = None, crash_at: int | None = None, eval: dict | None = None, device="cpu"):
+                 leak: str | None = None, crash_at: int | None = None, eval: dict | None = None, cond: int = 0,
+                 nan_at: list | None = None, signal_at: int | None = None, signal: str = "SIGTERM", device="cpu"):
         assert variant in ("copy", "block") and leak in (None, "earlier", "own")
         assert leak is None or variant == "block"
         self.n, self.symbols, self.seed, self.variant, self.device = n, symbols, seed, variant, torch.device(device)
         self.leak = leak
         self.crash_at = crash_at  # raise SimulatedCrash when this micro-batch is asked for (a killed run)
+        self.cond, self.nan_at = int(cond), set(nan_at or ())
+        self.signal_at, self.signal = signal_at, signal
         self.mask_token = symbols  # only used by the block variants
         self.vocab_size = symbols + 1
         self.seq_len = 2 * n - 1 if variant == "copy" else 2 * n
@@ -48,7 +54,7 @@ class ToyTask:
                 for k in range(first, first + count)]
         return torch.stack(rows)
 
-    def _batch(self, x: torch.Tensor) -> Batch:
+    def _batch(self, x: torch.Tensor, poisoned: bool = False) -> Batch:
         B, n = x.shape
         if self.variant == "copy":
             seq = torch.cat([x, x], 1)
@@ -62,14 +68,22 @@ class ToyTask:
             loss_mask = torch.zeros_like(inputs, dtype=torch.bool)
             loss_mask[:, n:] = True
         d = self.device
-        return Batch(inputs.to(d), targets.to(d), loss_mask.to(d))
+        kwargs = {}
+        if self.cond:
+            kwargs["cond"] = torch.full((B, self.cond), float("nan") if poisoned else 0.0, device=d)
+        return Batch(inputs.to(d), targets.to(d), loss_mask.to(d), kwargs)
 
     def train_batch(self, step, batch_size, rank=0, world_size=1, model=None) -> Batch:
         if step == self.crash_at:
             raise SimulatedCrash(f"simulated crash at micro-batch {step}")
         self.batches_drawn.append((step, batch_size, rank, world_size))
+        if step == self.signal_at and rank == 0:
+            import os
+            import signal
+
+            os.kill(os.getpid(), getattr(signal, self.signal))
         first = step * batch_size * world_size + rank * batch_size
-        return self._batch(self._samples(first, batch_size, self.seed))
+        return self._batch(self._samples(first, batch_size, self.seed), poisoned=step in self.nan_at)
 
     # -- structure -------------------------------------------------------------------------------
     def allowed_inputs(self) -> torch.Tensor:
@@ -99,7 +113,7 @@ class ToyTask:
     @torch.no_grad()
     def evaluate(self, model, n_samples, seed) -> dict:
         batch = self._batch(self._samples(0, n_samples, seed))
-        logits = model(batch.inputs)
+        logits = model(batch.inputs, **batch.model_kwargs)
         loss = torch.nn.functional.cross_entropy(logits[batch.loss_mask], batch.targets[batch.loss_mask])
         return {"loss": loss.item(), **self.log_metrics(logits, batch)}
 

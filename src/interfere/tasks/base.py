@@ -84,3 +84,7 @@ class Task(Protocol):
 
     def artifacts(self, model: torch.nn.Module, step: int, out_dir: Path) -> list[Path]:
         """Write visualisations (videos, images) for this step under out_dir; return their paths."""
+
+    # Optional: `save(run_dir)` writes what the task needs to be rebuilt exactly (e.g. a trained
+    # tokenizer); the trainer calls it once the run directory exists, and `build_task(..., run_dir=)`
+    # hands the directory back to a task whose constructor takes `run_dir`.

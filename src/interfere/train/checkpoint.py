@@ -4,6 +4,10 @@ optim.pt (optimizer tensors; loaded with weights_only=True, so it cannot run cod
 
 A checkpoint is written into a hidden sibling directory, fsynced, renamed into place, and only then does
 the `latest` symlink switch, so a crash at any moment leaves either the old or the new checkpoint whole.
+
+optim.pt keys the optimizer state by parameter name (as torch.distributed.checkpoint's full state dicts
+do), not by position, so a checkpoint written under one parallelism (single process, DDP, FSDP) resumes
+under another.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 
 from interfere.errors import CheckpointError
+from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 STATE, OPTIM, WEIGHTS, MODEL_CONFIG = "state.json", "optim.pt", "model.safetensors", "model.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -92,9 +97,75 @@ def step_dirs(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    state: dict[str, Any], keep_last: int | None = None) -> Path:
-    """Write checkpoints/step_<state['step']>/ atomically and point checkpoints/latest at it."""
+# ----- optimizer state keyed by parameter name -------------------------------------------------------
+def _param_order(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The name of each parameter the optimizer holds, in the optimizer's own (index) order."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    order = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if id(p) not in names:
+                raise ValueError("the optimizer holds a parameter that is not in the model")
+            order.append(names[id(p)])
+    return order
+
+
+def optimizer_state_by_name(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """optimizer.state_dict() with parameter names in place of indices (what optim.pt holds)."""
+    sd = optimizer.state_dict()
+    order = _param_order(model, optimizer)
+    return {"state": {order[i]: s for i, s in sd["state"].items()},
+            "param_groups": [{**g, "params": [order[i] for i in g["params"]]} for g in sd["param_groups"]]}
+
+
+def optimizer_state_by_index(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                             sd: dict[str, Any], source: str | Path = OPTIM) -> dict[str, Any]:
+    """A name-keyed optimizer state turned into what `optimizer.load_state_dict` takes.
+
+    CheckpointMismatchError (naming `source`) when its groups or parameters are not the optimizer's.
+    """
+    groups = sd.get("param_groups") if isinstance(sd, dict) else None
+    if not isinstance(groups, list) or not isinstance(sd.get("state"), dict):
+        raise CheckpointError(f"{source} is not an optimizer state (no 'state' / 'param_groups')")
+    order = _param_order(model, optimizer)
+    if all(isinstance(p, int) for g in groups for p in g.get("params", [])):
+        named = {"state": {order[i] if i < len(order) else i: s for i, s in sd["state"].items()},
+                 "param_groups": [{**g, "params": [order[i] if i < len(order) else i for i in g["params"]]}
+                                  for g in groups]}
+        groups = named["param_groups"]
+        sd = named
+    mine = [[order[i] for i in range(start, start + len(g["params"]))]
+            for start, g in zip(_starts(optimizer), optimizer.param_groups)]
+    theirs = [list(g.get("params", [])) for g in groups]
+    if mine != theirs:
+        missing = sorted({n for g in mine for n in g} - {str(n) for g in theirs for n in g})
+        extra = sorted({str(n) for g in theirs for n in g} - {n for g in mine for n in g})
+        what = "; ".join(x for x in (f"missing {missing[:3]}" if missing else "",
+                                     f"unexpected {extra[:3]}" if extra else "") if x)
+        raise CheckpointMismatchError(f"{source} does not fit the optimizer: {what or 'its parameter groups differ'} "
+                                      f"(is model.* the same as in the run?)")
+    index = {n: i for i, n in enumerate(order)}
+    return {"state": {index[n]: s for n, s in sd["state"].items() if n in index},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in groups]}
+
+
+def _starts(optimizer: torch.optim.Optimizer) -> list[int]:
+    starts, n = [], 0
+    for g in optimizer.param_groups:
+        starts.append(n)
+        n += len(g["params"])
+    return starts
+
+
+# ----- writing a checkpoint -----------------------------------------------------------------------
+def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    state: dict[str, Any], keep_last: int | None = None, *,
+                    optim_state: dict[str, Any] | None = None) -> Path:
+    """Write checkpoints/step_<state['step']>/ atomically and point checkpoints/latest at it.
+
+    `model` is the plain (unsharded) model; `optim_state` a name-keyed optimizer state already gathered
+    (FSDP) in place of `optimizer`.
+    """
     from interfere.model import save_model
 
     root = Path(run_dir) / "checkpoints"
@@ -105,7 +176,9 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_model(model, tmp)
-    torch.save(optimizer.state_dict(), tmp / OPTIM)
+    if optim_state is None:
+        optim_state = optimizer_state_by_name(model, optimizer)
+    torch.save(optim_state, tmp / OPTIM)
     (tmp / STATE).write_text(json.dumps({**state, "rng": rng_state()}, indent=1))
     for f in tmp.iterdir():
         _fsync(f)
@@ -125,6 +198,17 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def update_state(ckpt_dir: str | Path, **fields: Any) -> None:
+    """Add fields to a checkpoint's state.json, atomically (e.g. why the run stopped)."""
+    path = Path(ckpt_dir) / STATE
+    state = {**read_state(ckpt_dir), **fields}
+    tmp = path.with_name(f".{STATE}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(state, indent=1))
+    _fsync(tmp)
+    os.replace(tmp, path)
+    _fsync(path.parent)
 
 
 # ----- reading -------------------------------------------------------------------------------------
@@ -159,21 +243,76 @@ def load_optimizer_state(ckpt_dir: str | Path, map_location: str | torch.device 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message is a page of advice; keep the line that names what was refused.
-        m = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f"it would import {m.group(1)}" if m else "it holds something other than tensors and plain values"
-        raise CheckpointError(f"{path} refused: {what}; a checkpoint's optim.pt may hold only tensors "
-                              f"and plain values (was it written by something else?)") from None
+        # torch's message is a page of advice; keep what names the refused import.
+        m = re.search(r"GLOBAL (\S+)", str(e), re.IGNORECASE)
+        if m:  # the file asks to import (and so to call) something: tampering, not a crash
+            refused = m.group(1).rstrip(".,")
+            others = [g for g in _pickle_globals(path) if not g.startswith(_TORCH_GLOBALS)
+                      and g.removeprefix("__builtin__.").removeprefix("builtins.") != refused]
+            also = f" (it also names {', '.join(others[:5])})" if others else ""
+            raise UnsafeCheckpointError(
+                f"{path} refused: unpickling it would import and call {refused}{also}; a checkpoint's "
+                f"optim.pt may hold only tensors and plain values (loaded with weights_only=True, nothing ran)"
+            ) from None
+        raise CheckpointError(f"{path} is unreadable (corrupt pickle): {_first_line(e)}") from None
     except Exception as e:  # truncated zip, wrong format, ...
-        raise CheckpointError(f"{path} is unreadable (truncated or not a torch file): {e}") from None
+        raise CheckpointError(f"{path} is unreadable (truncated or not a torch file): {_first_line(e)}") from None
+
+
+_TORCH_GLOBALS = ("torch.", "collections.OrderedDict")  # what torch.save itself writes
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """The module.name globals a torch.save file's pickle refers to, read without unpickling (best effort)."""
+    import pickletools
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next(n for n in z.namelist() if n.endswith("data.pkl"))
+            data = z.read(name)
+        found, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return list(dict.fromkeys(found))
+    except Exception:
+        return []
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0].strip()
+
+
+def _check_fits(ckpt_dir: Path, model: torch.nn.Module, loaded: torch.nn.Module) -> None:
+    """Same tensor names and shapes, or CheckpointMismatchError (load_state_dict would half-copy first)."""
+    mine, theirs = model.state_dict(), loaded.state_dict()
+    missing, extra = sorted(mine.keys() - theirs.keys()), sorted(theirs.keys() - mine.keys())
+    shapes = [f"{k} {tuple(theirs[k].shape)} vs {tuple(mine[k].shape)}" for k in mine.keys() & theirs.keys()
+              if mine[k].shape != theirs[k].shape]
+    if missing or extra or shapes:
+        what = "; ".join(x for x in (f"missing {missing[:3]}" if missing else "",
+                                     f"unexpected {extra[:3]}" if extra else "",
+                                     f"shape {sorted(shapes)[0]}" if shapes else "") if x)
+        raise CheckpointMismatchError(f"{ckpt_dir / WEIGHTS} does not fit the configured model: {what} "
+                                      f"(is model.* / task.* the same as in the run?)")
 
 
 def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module | None = None,
-                    optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
+                    optimizer: torch.optim.Optimizer | None = None, *,
+                    optim_state_out: dict | None = None) -> dict[str, Any]:
     """Load weights into `model` and state into `optimizer` (each optional); return state.json's dict.
 
     Every file is checked before anything is modified, so a bad checkpoint leaves model and optimizer as
     they were. The caller restores RNG states with set_rng_state(state["rng"]) when it wants them.
+    Errors: CheckpointError naming the bad file (missing, truncated, unparseable), its subclasses
+    UnsafeCheckpointError (optim.pt would run code) and CheckpointMismatchError (does not fit the model).
+    `optim_state_out`, if given, receives the name-keyed optimizer state (for re-sharding under FSDP).
     """
     from interfere.model import load_model
 
@@ -185,14 +324,20 @@ def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module | None = None,
     loaded = load_model(ckpt_dir, device) if model is not None else None
     optim_state = load_optimizer_state(ckpt_dir, device) if optimizer is not None else None
     if loaded is not None:
-        try:
-            model.load_state_dict(loaded.state_dict())
-        except RuntimeError as e:
-            raise CheckpointError(f"{ckpt_dir / WEIGHTS} does not fit the configured model: "
-                                  f"{str(e).splitlines()[0]} (is model.* the same as in the run?)") from None
+        _check_fits(ckpt_dir, model, loaded)
+    by_index = None
     if optim_state is not None:
+        if model is None:
+            raise TypeError("load_checkpoint: loading an optimizer needs its model (for the parameter names)")
+        by_index = optimizer_state_by_index(model, optimizer, optim_state, ckpt_dir / OPTIM)
+    if loaded is not None:
+        model.load_state_dict(loaded.state_dict())
+    if by_index is not None:
         try:
-            optimizer.load_state_dict(optim_state)
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{ckpt_dir / OPTIM} does not fit the optimizer: {e}") from None
+            optimizer.load_state_dict(by_index)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointMismatchError(f"{ckpt_dir / OPTIM} does not fit the optimizer: {e}") from None
+        if optim_state_out is not None:
+            optim_state_out.clear()
+            optim_state_out.update(optim_state)
     return state

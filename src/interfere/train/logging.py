@@ -85,7 +85,8 @@ def _wandb(run_dir: Path, run_id: str, config: dict):
     try:
         import wandb
     except ImportError:
-        raise ConfigError("train.loggers lists wandb but it is not installed: pip install 'interfere[wandb]'") from None
+        raise ConfigError("train.loggers lists wandb but it is not installed: pip install wandb "
+                          "(or pip install 'interfere[wandb]'), or drop it from train.loggers") from None
     mode = os.environ.get("WANDB_MODE")
     if not mode:
         # No explicit mode: online only with an API key and a reachable server, else offline (sync later).
@@ -109,8 +110,8 @@ def _tensorboard(run_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ConfigError("train.loggers lists tensorboard but it is not installed: "
-                          "pip install 'interfere[tensorboard]'") from None
+        raise ConfigError("train.loggers lists tensorboard but it is not installed: pip install tensorboard "
+                          "(or pip install 'interfere[tensorboard]'), or drop it from train.loggers") from None
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def log(step, rec):

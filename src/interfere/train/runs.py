@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from interfere.errors import CheckpointError
-from interfere.train.checkpoint import WEIGHTS, STATE, atomic_symlink, latest_checkpoint, read_state
+from interfere.errors import CheckpointError, ConfigError
+from interfere.train.checkpoint import (STATE, WEIGHTS, atomic_symlink, latest_checkpoint, load_checkpoint, read_state,
+                                        step_dirs)
+from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 
 def new_run_id(name: str, runs_dir: str | Path, now: float | None = None) -> str:
@@ -79,6 +81,55 @@ def resolve_checkpoint(run_or_ckpt: str | os.PathLike | None = None, runs_dir: s
     raise CheckpointError(f"no run or checkpoint {str(run_or_ckpt)!r}: looked for {looked}")
 
 
+def resume_candidates(resume: str | os.PathLike, runs_dir: str | Path = "runs") -> tuple[Path, list[Path], bool]:
+    """(run directory, checkpoint directories to try newest first, whether one checkpoint was named).
+
+    A run id or run directory gives all of the run's step_<n> checkpoints, newest first (so that resume can
+    fall back past a broken one); a checkpoint directory, a file in one or checkpoints/latest gives just that.
+    """
+    p = Path(resume)
+    candidates = [p] if p.is_absolute() else [p, Path(runs_dir) / p]
+    for c in candidates:
+        if c.is_dir() and ((c / "checkpoints").is_dir() or (c / "config.yaml").is_file()):
+            run_dir = c.resolve()
+            dirs = step_dirs(run_dir)[::-1]
+            if not dirs:
+                raise CheckpointError(f"run {run_dir} has no checkpoint to resume from (looked in {run_dir / 'checkpoints'})")
+            return run_dir, dirs, False
+        if c.is_dir() and c.name == "checkpoints":
+            return resume_candidates(c.parent, runs_dir)
+    ckpt = resolve_checkpoint(resume, runs_dir)  # a checkpoint directory or a file in one (or an error)
+    return run_dir_of(ckpt), [ckpt], True
+
+
+def resume_checkpoint(resume: str | os.PathLike, runs_dir: str | Path, model, optimizer, *, warn=None,
+                      optim_state_out: dict | None = None) -> tuple[Path, dict[str, Any]]:
+    """Load the newest valid checkpoint of `resume` into model and optimizer; (its directory, its state).
+
+    Valid: state.json parses, model.safetensors reads and fits the model, optim.pt loads with
+    weights_only=True and fits the optimizer. A broken (e.g. truncated) checkpoint is skipped with a
+    warning naming the bad file and why; one that does not fit the configured model, or whose optim.pt
+    would run code, stops the resume (those are not crash damage, and falling back would not help).
+    A checkpoint named explicitly (a step_<n> directory or a file in one) is used or refused, never skipped.
+    """
+    run_dir, dirs, explicit = resume_candidates(resume, runs_dir)
+    skipped = []
+    for ckpt in dirs:
+        try:
+            state = load_checkpoint(ckpt, model, optimizer, optim_state_out=optim_state_out)
+        except (UnsafeCheckpointError, CheckpointMismatchError):
+            raise
+        except CheckpointError as e:
+            if explicit:
+                raise
+            skipped.append(f"{ckpt.name}: {e}")
+            if warn is not None:
+                warn(f"warning: skipping checkpoint {ckpt}: {e}")
+            continue
+        return ckpt, state
+    raise CheckpointError(f"run {run_dir} has no valid checkpoint to resume from: " + "; ".join(skipped))
+
+
 def run_dir_of(ckpt_dir: str | Path) -> Path:
     """runs/<id>/checkpoints/step_<n> -> runs/<id>."""
     return Path(ckpt_dir).resolve().parent.parent
@@ -98,47 +149,115 @@ def load(run_or_ckpt=None, runs_dir: str | Path = "runs", device=None):
         raise CheckpointError(f"{config} is missing: a checkpoint must sit in runs/<id>/checkpoints/")
     cfg = OmegaConf.load(config)
     device = pick_device(device if device is not None else "auto")
-    task = build_task(cfg.task, device)
+    task = build_task(cfg.task, device, run_dir=run_dir_of(ckpt))
     model = load_model(ckpt, device)
     model.set_layout(task.layout())
     model.eval()
     return model, task
 
 
-def _last_loss(metrics: Path) -> float | None:
-    """The loss of the last logged training step (reads only the file's tail)."""
+# Accuracy-like metrics a row shows, best first: held-out evaluation, then the training batches'.
+ACCURACY_KEYS = ("eval/cell_accuracy", "eval/accuracy", "eval/acc", "acc_t1", "accuracy", "acc")
+
+
+def _tail_records(metrics: Path, nbytes: int = 65536) -> list[dict]:
+    """The last records of metrics.jsonl (reads only the file's tail), oldest first."""
     if not metrics.is_file():
-        return None
+        return []
     with open(metrics, "rb") as f:
         f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 65536))
+        f.seek(max(0, f.tell() - nbytes))
         lines = f.read().decode("utf-8", "replace").splitlines()
-    for line in reversed(lines):
+    out = []
+    for line in lines:
         try:
             rec = json.loads(line)
         except ValueError:
-            continue
-        if isinstance(rec, dict) and "loss" in rec:
-            return rec["loss"]
-    return None
+            continue  # the first line may be cut in half by the seek
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def _last_accuracy(run_dir: Path, records: list[dict]) -> tuple[str | None, float | None]:
+    """(metric name, value) of the run's last logged accuracy: eval.json's, else the best-ranked key logged."""
+    eval_file = run_dir / "eval.json"
+    if eval_file.is_file():
+        try:
+            final = json.loads(eval_file.read_text())
+        except ValueError:
+            final = {}
+        for key in ACCURACY_KEYS:
+            name = key.removeprefix("eval/")
+            if key.startswith("eval/") and isinstance(final.get(name), (int, float)):
+                return key, final[name]
+    for key in ACCURACY_KEYS:
+        for rec in reversed(records):
+            if isinstance(rec.get(key), (int, float)):
+                return key, rec[key]
+    return None, None
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
-    """One row per run, oldest first: id, step, tokens, last loss, path."""
+    """One row per run, oldest first: id, step, tokens, loss (last logged), acc and acc_name (the last
+    accuracy logged: held-out eval if any, e.g. eval/cell_accuracy, else training, e.g. acc_t1), stopped
+    (done | budget | signal | None while running or killed), path."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     rows = []
     dirs = [p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink() and (p / "config.yaml").is_file()]
     for d in sorted(dirs, key=lambda p: ((p / "config.yaml").stat().st_mtime, p.name)):
-        step = tokens = None
+        step = tokens = stopped = None
         ckpt = latest_checkpoint(d)
         if ckpt is not None:
             try:
                 state = read_state(ckpt)
-                step, tokens = state.get("step"), state.get("tokens")
+                step, tokens, stopped = state.get("step"), state.get("tokens"), state.get("stopped")
             except CheckpointError:
                 pass
-        rows.append({"id": d.name, "step": step, "tokens": tokens,
-                     "loss": _last_loss(d / "metrics.jsonl"), "path": str(d)})
+        records = _tail_records(d / "metrics.jsonl")
+        loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
+        acc_name, acc = _last_accuracy(d, records)
+        rows.append({"id": d.name, "step": step, "tokens": tokens, "loss": loss, "acc": acc, "acc_name": acc_name,
+                     "stopped": stopped, "path": str(d)})
     return rows
+
+
+# ----- resuming from the command line ------------------------------------------------------------------
+_GROUPS = ("exp", "model", "task", "train")
+
+
+def resume_config(resume: str, overrides=(), runs_dir: str | Path = "runs"):
+    """The config to resume a run with: its own config.yaml, then the `key=value` overrides on top.
+
+    This is what makes a bare `interfere train resume=<run_id>` continue the run as it was configured
+    (the command line's defaults would otherwise replace the run's model, task and train settings).
+    Group choices (exp=..., model=...) are ignored: the saved config already holds what they chose.
+    `resume=...` itself and `runs_dir=...` are taken from the arguments. `~key` deletions are refused.
+    """
+    from omegaconf import OmegaConf
+
+    run_dir = resume_candidates(resume, runs_dir)[0]
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise CheckpointError(f"{saved} is missing: cannot resume a run without its config")
+    cfg = OmegaConf.load(saved)
+    dotlist = []
+    for word in overrides:
+        word = str(word)
+        if word.startswith("~"):
+            raise ConfigError(f"{word}: keys cannot be deleted when resuming a run")
+        key, eq, value = word.lstrip("+").partition("=")
+        if not eq:
+            raise ConfigError(f"'{word}' is not key=value")
+        if key in ("resume", "runs_dir") or key.split("@", 1)[0] in _GROUPS:
+            continue
+        dotlist.append(f"{key}={value}")
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    except Exception as e:
+        raise ConfigError(f"cannot apply overrides {dotlist} to {saved}: {str(e).splitlines()[0]}") from None
+    cfg.resume = str(resume)
+    cfg.runs_dir = str(runs_dir)
+    return cfg
