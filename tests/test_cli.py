@@ -173,6 +173,12 @@ def test_eval_json(trained):
     assert 0.0 <= metrics["cell_accuracy"] <= 1.0
 
 
+def test_generate_refuses_a_life_run_in_one_line(trained):
+    runs_dir, out = trained
+    line = one_line_error(cli("generate", f"run={out['run']}", f"runs_dir={runs_dir}", "device=cpu"))
+    assert "LifeTask, which does not generate text" in line and "exp=shakespeare" in line
+
+
 def test_runs_lists_the_run(trained, capsys):
     from interfere.cli.main import main
 

@@ -1,0 +1,107 @@
+"""`interfere generate [run=<id>|ckpt=<path>] prompt="..." [strategy=...] [--json]`: text from a trained model."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+from interfere.cli.common import add_json, add_overrides, parse_words, print_json, to_int
+from interfere.errors import ConfigError
+
+HELP = "generate text from a language model run (greedy, sampling, top-k, top-p, presets; KV cache)"
+DESCRIPTION = """\
+Continue a prompt with a text model trained here (run=<id>, ckpt=<path>; runs/latest by default). The
+prompt is read as the start of a document. A preset (precise | balanced | creative) fills in strategy,
+temperature, top_k and top_p; any of those given explicitly wins. Without preset or strategy the run's
+own task.generate.preset is used."""
+
+KEYS = {
+    "run": "run id or dir",
+    "ckpt": "checkpoint dir",
+    "runs_dir": "dir",
+    "device": "auto|cpu|cuda|mps",
+    "prompt": "text",
+    "max_new_tokens": "N",
+    "strategy": "greedy|sample|top_k|top_p",
+    "preset": "precise|balanced|creative",
+    "temperature": "T",
+    "top_k": "K",
+    "top_p": "P",
+    "seed": "S",
+    "samples": "N",
+    "use_cache": "true|false",
+    "stop_at_eot": "true|false",
+}
+
+EPILOG = """\
+examples:
+  interfere train exp=shakespeare && interfere generate prompt="ROMEO:"
+  interfere generate prompt="ROMEO:" strategy=greedy max_new_tokens=100
+  interfere generate prompt="To be" preset=creative samples=3 seed=1 --json"""
+
+
+def add_arguments(p) -> None:
+    add_overrides(p, ", ".join(f"{k}=<{v}>" for k, v in KEYS.items()))
+    add_json(p)
+
+
+def _number(words: dict, key: str, kind=float):
+    if key not in words:
+        return None
+    try:
+        return kind(words[key])
+    except ValueError:
+        raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}, not {words[key]!r}") from None
+
+
+def _flag(words: dict, key: str, default: bool) -> bool:
+    if key not in words:
+        return default
+    v = words[key].lower()
+    if v not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{key} must be true or false, not {words[key]!r}")
+    return v in ("true", "1", "yes")
+
+
+def run(args) -> int:
+    words = parse_words(args.overrides, KEYS, "generate")
+    if "run" in words and "ckpt" in words:
+        raise ConfigError("give run=<id> or ckpt=<path>, not both")
+    samples = to_int("samples", words["samples"], 1) if "samples" in words else 1
+    max_new = to_int("max_new_tokens", words["max_new_tokens"], 0) if "max_new_tokens" in words else None
+    seed = _number(words, "seed", int)
+    settings = {"strategy": words.get("strategy"), "temperature": _number(words, "temperature"),
+                "top_k": _number(words, "top_k", int), "top_p": _number(words, "top_p"), "preset": words.get("preset")}
+    use_cache, stop_at_eot = _flag(words, "use_cache", True), _flag(words, "stop_at_eot", False)
+
+    import interfere
+    from interfere.train.runs import resolve_checkpoint, run_dir_of
+
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        ckpt = resolve_checkpoint(words.get("run") or words.get("ckpt"), words.get("runs_dir", "runs"))
+        model, task = interfere.load(str(ckpt), runs_dir=words.get("runs_dir", "runs"), device=words.get("device"))
+        if not hasattr(task, "complete"):
+            raise ConfigError(f"run {run_dir_of(ckpt).name} is a {type(task).__name__}, which does not generate "
+                              "text; `interfere generate` takes a text run (e.g. exp=shakespeare)")
+        prompt = words.get("prompt", task.gen_cfg["prompt"])
+        first_seed = int(task.gen_cfg["seed"]) if seed is None else seed  # sample i uses first_seed + i
+        texts, t0 = [], time.perf_counter()
+        for i in range(samples):
+            try:
+                texts.append(task.complete(model, prompt, max_new_tokens=max_new,
+                                           seed=first_seed + i, stop_at_eot=stop_at_eot,
+                                           use_cache=use_cache, **settings))
+            except ValueError as e:  # a bad strategy / preset / top_k ... names itself
+                raise ConfigError(str(e)) from None
+        seconds = time.perf_counter() - t0
+
+    if args.json:
+        print_json({"run": run_dir_of(ckpt).name, "ckpt": str(ckpt), "prompt": prompt, "samples": texts,
+                    "seconds": round(seconds, 3)})
+    else:
+        for i, text in enumerate(texts):
+            if samples > 1:
+                print(f"--- sample {i + 1}")
+            print(prompt + text)
+    return 0
