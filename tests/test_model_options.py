@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from interfere.errors import CheckpointError, ConfigError
-from interfere.model import HookedGPT, ModelConfig, build_config, load_model, save_model
+from interfere.model import ModelConfig, build_config, load_model, save_model
 from model_helpers import grid_layout, tiny
 
 OPTIONS = [

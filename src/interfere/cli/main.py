@@ -21,7 +21,9 @@ from interfere.errors import CheckpointError, ConfigError
 # Sub-commands in the order `--help` lists them: adding one is a module plus a line here.
 COMMANDS = (
     "train",
+    "generate",
     "eval",
+    "interpret",
     "runs",
 )
 
@@ -32,6 +34,8 @@ examples:
   interfere train exp=life_smoke --cfg              print the composed config and exit
   interfere eval --json                             evaluate the newest run (runs/latest)
   interfere eval run=<run_id> task.eval.samples=64  evaluate one run on 64 held-out samples
+  interfere generate prompt="ROMEO:"                 continue a prompt with a text run
+  interfere interpret induction model=smollm2       induction heads of a pretrained model, offline
   interfere runs                                    list the runs under runs/
   torchrun --standalone --nproc_per_node=2 -m interfere train exp=life_smoke
 """
