@@ -44,15 +44,22 @@ test: install
 test-all: pretrained
 	$(BIN)/pytest -m 'slow or not slow'
 
+# Quality benchmarks train for a fixed budget (tens of minutes): each has its own target below.
+QUALITY := benchmarks/life_accuracy.py benchmarks/text_quality.py
+
 # Speed: each prints a table with ratios against a reference measured in the same run (minutes).
 bench: install
-	@set -e; for f in $(filter-out benchmarks/life_accuracy.py,$(sort $(wildcard benchmarks/*.py))); do \
+	@set -e; for f in $(filter-out $(QUALITY) benchmarks/reference.py,$(sort $(wildcard benchmarks/*.py))); do \
 		echo "== $$f"; $(BIN)/python $$f; done
 
 # Quality in a fixed CPU budget: 30 minutes of training for Conway, then 30 for random rules (about 75 min).
 bench-life: install
 	$(BIN)/python benchmarks/life_accuracy.py --rules B3/S23
 	$(BIN)/python benchmarks/life_accuracy.py --rules random
+
+# Language modelling in a fixed CPU budget: 10 minutes each for HookedGPT and the reference (about 25 min).
+bench-text: install
+	$(BIN)/python benchmarks/text_quality.py
 
 # Caches and build leftovers only: runs/ (your trained models) and .venv stay.
 clean:

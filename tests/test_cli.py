@@ -113,6 +113,15 @@ def test_wrong_value_type_names_the_key():
     assert "train.batch_size" in line and "integer" in line
 
 
+def test_a_nullable_key_set_by_an_experiment_can_be_nulled():
+    from interfere.cli.config import compose
+
+    cfg = compose(["exp=shakespeare", "train.tokens=null", "train.steps=5"])
+    assert cfg.train.tokens is None and cfg.train.steps == 5
+    line = one_line_error(cli("train", "exp=shakespeare", "train.batch_size=null"))
+    assert "train.batch_size must be an integer, not None" in line
+
+
 def test_bare_experiment_name_suggests_exp():
     line = one_line_error(cli("train", "life_smoke"))
     assert "exp=life_smoke" in line

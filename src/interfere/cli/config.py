@@ -222,6 +222,8 @@ def _select(cfg, key: str):
 def _check_type(key: str, line: str, default: Any, value: Any) -> None:
     if default is _MISSING or value is _MISSING:
         return
+    if value is None and key in NULLABLE_TYPES:  # e.g. train.tokens=null to switch an exp to train.steps
+        return
     if default is None:
         expected = NULLABLE_TYPES.get(key)
         if expected is None or value is None:

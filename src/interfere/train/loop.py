@@ -38,7 +38,8 @@ from interfere.train.optim import build_optimizer
 from interfere.train.runs import create_run, resume_candidates, resume_checkpoint, run_dir_of
 from interfere.train.schedule import SCHEDULES, lr_at
 
-CALIBRATION_WARMUP = 3  # steps excluded from the throughput measurement (allocator, compile, caches)
+CALIBRATION_WARMUP = 3
+IGNORE = -100  # target id that the loss skips (positions outside the batch's loss_mask)  # steps excluded from the throughput measurement (allocator, compile, caches)
 
 
 # ----- the run length ------------------------------------------------------------------------------
@@ -88,8 +89,10 @@ def seed_everything(seed: int) -> None:
 
 def masked_loss_sum(logits: torch.Tensor, batch) -> torch.Tensor:
     """Summed cross-entropy (fp32) over the batch's loss positions; the caller divides by the global count."""
-    mask = batch.loss_mask
-    return F.cross_entropy(logits[mask].float(), batch.targets[mask], reduction="sum")
+    # ignore_index instead of logits[mask]: no copy of the [B, T, V] logits (and none of its gradient).
+    # Under bf16 autocast cross_entropy runs in fp32 by itself.
+    targets = batch.targets.masked_fill(~batch.loss_mask, IGNORE)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum", ignore_index=IGNORE)
 
 
 @contextlib.contextmanager
