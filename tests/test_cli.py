@@ -118,6 +118,7 @@ def test_a_nullable_key_set_by_an_experiment_can_be_nulled():
 
     cfg = compose(["exp=shakespeare", "train.tokens=null", "train.steps=5"])
     assert cfg.train.tokens is None and cfg.train.steps == 5
+    assert compose(["exp=life_smoke", "train.steps=null", "train.tokens=2M"]).train.tokens == "2M"
     line = one_line_error(cli("train", "exp=shakespeare", "train.batch_size=null"))
     assert "train.batch_size must be an integer, not None" in line
 

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import imageio
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -275,11 +276,14 @@ def test_frames_mark_differences_in_red():
     red = (frames[1][..., 0] > 200) & (frames[1][..., 1] < 80)
     assert red.sum() == 4 * 4 and not ((frames[0][..., 0] > 200) & (frames[0][..., 1] < 80)).any()
     assert frames[0].shape[0] % 16 == 0 and frames[0].shape[1] % 16 == 0 and frames[0].dtype.name == "uint8"
+    header = frames[0][:render.LABEL].astype(int)
+    assert (header - np.array(render.BACKGROUND)).any(-1).sum() > 20  # the column titles are drawn
 
 
 # ----- the real model ---------------------------------------------------------------------------------
 def tiny_model(task):
-    model_mod = pytest.importorskip("interfere.model")
+    import interfere.model as model_mod
+
     cfg = model_mod.ModelConfig(d_model=32, n_layers=1, n_heads=2, d_head=16, n_ctx=task.seq_len, d_vocab=task.vocab_size,
                                 positional_embedding_type="rope2d", rotary_dim=8, n_segments=4)
     return model_mod.HookedGPT(cfg).set_layout(task.layout())

@@ -16,6 +16,9 @@ DIFFER = (230, 40, 40)  # ... and the cells the model gets wrong in red
 PROGRESS = (120, 170, 240)
 MARGIN = 8  # pixels between panels and around the frame
 BAR = 3  # height of the progress bar (the step counter) at the bottom
+LABEL = 14  # height of the column titles at the top
+TITLES = ("model", "truth", "difference")
+TITLE = (170, 170, 180)
 
 
 def _panel(colors: np.ndarray, cell: int) -> np.ndarray:
@@ -38,6 +41,20 @@ def _diff_colors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.where((pred != true)[..., None], np.array(DIFFER, np.uint8), c)
 
 
+def _titles(width: int, centres: list[int]) -> np.ndarray:
+    """[LABEL, width, 3] strip with TITLES centred at the given x pixels (drawn once per video by matplotlib)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, LABEL / dpi), dpi=dpi, facecolor=np.array(BACKGROUND) / 255)
+    for title, x in zip(TITLES, centres):
+        fig.text(x / width, 0.5, title, ha="center", va="center", fontsize=8, color=np.array(TITLE) / 255)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:LABEL, :width, :3].copy()
+
+
 def _round16(n: int) -> int:
     return -(-n // 16) * 16
 
@@ -53,14 +70,17 @@ def frames(model_boards, true_boards, cell: int | None = None) -> list[np.ndarra
     N, S1, H, W = true.shape
     cell = cell or max(3, 128 // max(H, W))
     ph, pw = H * cell + 1, W * cell + 1
-    height = _round16(MARGIN + N * (ph + MARGIN) + BAR + MARGIN // 2)
+    top = LABEL + MARGIN // 2
+    height = _round16(top + N * (ph + MARGIN) + BAR + MARGIN // 2)
     width = _round16(MARGIN + 3 * (pw + MARGIN))
+    header = _titles(width, [MARGIN + j * (pw + MARGIN) + pw // 2 for j in range(3)])
     out = []
     for s in range(S1):
         img = np.empty((height, width, 3), np.uint8)
         img[:] = BACKGROUND
+        img[:LABEL] = header
         for n in range(N):
-            y = MARGIN + n * (ph + MARGIN)
+            y = top + n * (ph + MARGIN)
             panels = (_colors(pred[n, s]), _colors(true[n, s]), _diff_colors(pred[n, s], true[n, s]))
             for j, colors in enumerate(panels):
                 x = MARGIN + j * (pw + MARGIN)
