@@ -148,6 +148,9 @@ def test_impossible_model_is_a_one_line_error(tmp_path):
     line = one_line_error(cli("train", "model.d_model=130", "model.n_heads=4", "device=cpu",
                               f"runs_dir={tmp_path / 'runs'}"))
     assert "d_model" in line and "n_heads" in line
+    line = one_line_error(cli("train", "exp=life_smoke", "task.board=[24,24]", "model.rope_period=24", "model.n_ctx=532",
+                              "device=cpu", f"runs_dir={tmp_path / 'runs'}"))
+    assert "model.n_ctx=532 is shorter than the task's sequences (1172 tokens)" in line and "set model.n_ctx=1172" in line
     assert not any((tmp_path / "runs").glob("*_*"))  # no run directory left behind
 
 

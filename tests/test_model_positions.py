@@ -27,8 +27,7 @@ def reference_rotary(x, positions, rotary_dim, base=10000.0, period=None):
 
 
 def _rotate(rotary, x, positions):
-    angles = rotary.angles(positions)
-    return rotary(x, angles.cos(), angles.sin())
+    return rotary(x, *rotary.tables(positions))
 
 
 @pytest.mark.parametrize("period", [None, 5])

@@ -55,6 +55,25 @@ def to_int(key: str, value: str, minimum: int | None = None) -> int:
     return n
 
 
+def to_float(key: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number, not {value!r}") from None
+
+
+def to_bool(key: str, value: str) -> bool:
+    v = value.lower()
+    if v not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{key} must be true or false, not {value!r}")
+    return v in ("true", "1", "yes")
+
+
+def option(words: Mapping[str, str], key: str, default: Any, convert) -> Any:
+    """words[key] converted by `convert(key, value)` (to_int, to_float, to_bool), or default if absent."""
+    return convert(key, words[key]) if key in words else default
+
+
 def is_main_process() -> bool:
     """True unless this is a torchrun worker other than rank 0."""
     return os.environ.get("RANK", "0") == "0"

@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 
-from interfere.cli.common import add_json, add_overrides, parse_words, print_json, to_int
+from interfere.cli.common import add_json, add_overrides, option, parse_words, print_json, to_bool, to_float, to_int
 from interfere.errors import ConfigError
 
 HELP = "generate text from a language model run (greedy, sampling, top-k, top-p, presets; KV cache)"
@@ -46,34 +46,17 @@ def add_arguments(p) -> None:
     add_json(p)
 
 
-def _number(words: dict, key: str, kind=float):
-    if key not in words:
-        return None
-    try:
-        return kind(words[key])
-    except ValueError:
-        raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}, not {words[key]!r}") from None
-
-
-def _flag(words: dict, key: str, default: bool) -> bool:
-    if key not in words:
-        return default
-    v = words[key].lower()
-    if v not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"{key} must be true or false, not {words[key]!r}")
-    return v in ("true", "1", "yes")
-
-
 def run(args) -> int:
     words = parse_words(args.overrides, KEYS, "generate")
     if "run" in words and "ckpt" in words:
         raise ConfigError("give run=<id> or ckpt=<path>, not both")
-    samples = to_int("samples", words["samples"], 1) if "samples" in words else 1
-    max_new = to_int("max_new_tokens", words["max_new_tokens"], 0) if "max_new_tokens" in words else None
-    seed = _number(words, "seed", int)
-    settings = {"strategy": words.get("strategy"), "temperature": _number(words, "temperature"),
-                "top_k": _number(words, "top_k", int), "top_p": _number(words, "top_p"), "preset": words.get("preset")}
-    use_cache, stop_at_eot = _flag(words, "use_cache", True), _flag(words, "stop_at_eot", False)
+    samples = option(words, "samples", 1, lambda k, v: to_int(k, v, 1))
+    max_new = option(words, "max_new_tokens", None, lambda k, v: to_int(k, v, 0))
+    seed = option(words, "seed", None, to_int)
+    settings = {"strategy": words.get("strategy"), "temperature": option(words, "temperature", None, to_float),
+                "top_k": option(words, "top_k", None, to_int), "top_p": option(words, "top_p", None, to_float),
+                "preset": words.get("preset")}
+    use_cache, stop_at_eot = option(words, "use_cache", True, to_bool), option(words, "stop_at_eot", False, to_bool)
 
     import interfere
     from interfere.train.runs import resolve_checkpoint, run_dir_of

@@ -99,27 +99,21 @@ def _parse(tool: str, words: list[str]) -> dict[str, str]:
 
 
 def _int(opts, key, default, minimum=None):
-    from interfere.cli.common import to_int
+    from interfere.cli.common import option, to_int
 
-    return to_int(key, opts[key], minimum) if key in opts else default
+    return option(opts, key, default, lambda k, v: to_int(k, v, minimum))
 
 
 def _float(opts, key, default):
-    if key not in opts:
-        return default
-    try:
-        return float(opts[key])
-    except ValueError:
-        raise ConfigError(f"{key} must be a number, not {opts[key]!r}") from None
+    from interfere.cli.common import option, to_float
+
+    return option(opts, key, default, to_float)
 
 
 def _bool(opts, key, default):
-    if key not in opts:
-        return default
-    v = opts[key].lower()
-    if v not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"{key} must be true or false, not {opts[key]!r}")
-    return v in ("true", "1", "yes")
+    from interfere.cli.common import option, to_bool
+
+    return option(opts, key, default, to_bool)
 
 
 _IDS = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")

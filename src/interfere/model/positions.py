@@ -37,7 +37,10 @@ def rotary_frequencies(n_dims: int, base: float, period: int | None = None) -> t
 class Rotary(nn.Module):
     """Rotates the first `rotary_dim` dimensions of q or k ([B, T, H, d_head]) by their positions.
 
-    positions: [T] (1-D) or [T, 2] (row, col) for axial 2-D.
+    positions: [T] (1-D) or [T, 2] (row, col) for axial 2-D. Per axis, the rotated dimensions are
+    [x1 | x2] and pair j is (x1[j], x2[j]); it turns by angle[j] to (x1 c - x2 s, x2 c + x1 s), i.e.
+    x * cos + partner(x) * signed_sin with partner(x) = [x2 | x1]: one small matmul with a permutation
+    and a multiply-add, for all axes at once.
     """
 
     def __init__(self, rotary_dim: int, axes: int, base: float, period: int | None = None):
@@ -45,6 +48,11 @@ class Rotary(nn.Module):
         self.rotary_dim, self.axes = rotary_dim, axes
         freqs = rotary_frequencies(rotary_dim // axes, base, period).float()
         self.register_buffer("freqs", freqs, persistent=False)
+        half = rotary_dim // (2 * axes)
+        partner = torch.arange(rotary_dim).view(axes, 2, half).flip(1).reshape(-1)  # [x2 | x1] per axis
+        swap = torch.zeros(rotary_dim, rotary_dim)
+        swap[partner, torch.arange(rotary_dim)] = 1.0  # x @ swap == x[..., partner]
+        self.register_buffer("swap", swap, persistent=False)
 
     def angles(self, positions: torch.Tensor) -> torch.Tensor:
         """[T, rotary_dim/2] rotation angles: for 2-D, the row's pairs then the column's."""
@@ -53,15 +61,17 @@ class Rotary(nn.Module):
             return positions[:, None] * self.freqs
         return torch.cat([positions[:, a, None] * self.freqs for a in range(self.axes)], dim=-1)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)  # broadcast over heads
-        rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim:]
-        chunks = rot.chunk(self.axes, dim=-1)
-        per_axis = cos.shape[-1] // self.axes
-        out = []
-        for a, chunk in enumerate(chunks):
-            c, s = cos[..., a * per_axis:(a + 1) * per_axis], sin[..., a * per_axis:(a + 1) * per_axis]
-            x1, x2 = chunk.chunk(2, dim=-1)
-            out += [x1 * c - x2 * s, x2 * c + x1 * s]
-        return torch.cat(out + [rest], dim=-1)
+    def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, signed sin), each [T, 1, rotary_dim], laid out like the rotated dimensions (what forward takes)."""
+        T, A = positions.shape[0], self.axes
+        angles = self.angles(positions).view(T, A, 1, -1)  # per axis: that axis's pairs
+        cos = angles.cos().expand(T, A, 2, angles.shape[-1])
+        sin = torch.cat([-angles.sin(), angles.sin()], dim=2)
+        return cos.reshape(T, 1, -1), sin.reshape(T, 1, -1)
 
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """x [B, T, H, d_head]; cos, sin from `tables` ([T, 1, rotary_dim])."""
+        n = self.rotary_dim
+        rot = x[..., :n].contiguous()  # q and k arrive as strided views of the fused qkv projection
+        out = torch.addcmul(rot * cos.to(x.dtype), rot @ self.swap.to(x.dtype), sin.to(x.dtype))
+        return out if n == x.shape[-1] else torch.cat([out, x[..., n:]], dim=-1)

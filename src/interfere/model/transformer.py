@@ -350,7 +350,7 @@ class HookedGPT(HookedRootModule):
         return loss if return_type == "loss" else (logits, loss)
 
     def _rotation(self, here: slice, positions: torch.Tensor | None):
-        """(cos, sin) [T, rotary_dim/2] for the positions `here`, shared by every layer; None without rotary."""
+        """(cos, signed sin) [T, 1, rotary_dim] for the positions `here`, shared by every layer; None without rotary."""
         kind = self.cfg.positional_embedding_type
         if kind not in ("rope", "rope2d"):
             return None
@@ -361,8 +361,7 @@ class HookedGPT(HookedRootModule):
                 raise ValueError("rope2d needs (row, col) positions: set_layout(...) with positions of shape [n_ctx, 2]")
         elif positions is None or positions.dim() != 1:
             positions = torch.arange(self.cfg.n_ctx, device=self.embed.weight.device)
-        angles = self.blocks[0].attn.rotary.angles(positions[here])
-        return angles.cos(), angles.sin()
+        return self.blocks[0].attn.rotary.tables(positions[here])
 
     @staticmethod
     def loss_fn(logits: torch.Tensor, tokens: torch.Tensor, per_token: bool = False) -> torch.Tensor:
