@@ -115,7 +115,8 @@ def report(args, run: Path, wall: float) -> int:
             break
     final = evaluate(checkpoints[-1], args.samples)
     final_model, final_task = load(checkpoints[-1])
-    rollout = final_task.evaluate(final_model, n_samples=min(args.samples, 200), seed=final_task.eval_cfg["seed"])
+    rollout = final_task.evaluate(final_model, n_samples=min(args.samples, 200), seed=final_task.eval_cfg["seed"],
+                                  rollout_steps=8)  # the run itself evaluated k=1 only (cheap)
 
     summary = {"rules": args.rules, "budget_minutes": args.minutes, "threads": args.threads,
                "wall_minutes": wall / 60, "steps": final["step"], "samples": args.samples,
