@@ -63,7 +63,7 @@ def main() -> int:
         common.append("model.n_cond=18")  # FiLM on the rule bits: each block knows the rule
 
     if args.run:
-        return report(args, args.run, wall=float("nan"))
+        return report(args, args.run, wall=None)  # the wall time of that run is not known here
     calib = interfere(*common, f"name=life16_{tag}_calibration", "train.steps=12", "train.ckpt_every=0",
                       threads=args.threads)  # a throwaway run: only its calibration.json is read
     s_per_step = json.loads((calib / "calibration.json").read_text())["s_per_step"]
@@ -78,7 +78,7 @@ def main() -> int:
     return report(args, run, wall=time.time() - t0)
 
 
-def report(args, run: Path, wall: float) -> int:
+def report(args, run: Path, wall: float | None) -> int:
     from interfere import load
     from interfere.train.checkpoint import step_dirs
 
@@ -119,7 +119,7 @@ def report(args, run: Path, wall: float) -> int:
                                   rollout_steps=8)  # the run itself evaluated k=1 only (cheap)
 
     summary = {"rules": args.rules, "budget_minutes": args.minutes, "threads": args.threads,
-               "wall_minutes": wall / 60, "steps": final["step"], "samples": args.samples,
+               "wall_minutes": None if wall is None else wall / 60, "steps": final["step"], "samples": args.samples,
                "first_at_target": first, "final": final,
                "final_rollout": {k: v for k, v in rollout.items() if k.startswith("rollout_divergence")},
                "checkpoints": rows, "run": str(run)}
