@@ -69,9 +69,9 @@ def to_bool(key: str, value: str) -> bool:
     return v in ("true", "1", "yes")
 
 
-def option(words: Mapping[str, str], key: str, default: Any, convert) -> Any:
-    """words[key] converted by `convert(key, value)` (to_int, to_float, to_bool), or default if absent."""
-    return convert(key, words[key]) if key in words else default
+def option(words: Mapping[str, str], key: str, default: Any, convert, **limits) -> Any:
+    """words[key] converted by `convert(key, value, **limits)` (to_int, to_float, to_bool), or default if absent."""
+    return convert(key, words[key], **limits) if key in words else default
 
 
 def is_main_process() -> bool:

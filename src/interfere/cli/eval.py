@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 
-from interfere.cli.common import add_json, add_overrides, flatten, parse_words, print_json, print_table, to_int
+from interfere.cli.common import add_json, add_overrides, flatten, parse_words, option, print_json, print_table, to_int
 from interfere.errors import ConfigError
 
 HELP = "evaluate a run's checkpoint on held-out data (the newest run unless run=<id> or ckpt=<path>)"
@@ -44,8 +44,8 @@ def run(args) -> int:
         targets = [words["ckpt"]]
     else:
         targets = [None]  # runs/latest
-    samples = to_int("task.eval.samples", words["task.eval.samples"], 1) if "task.eval.samples" in words else None
-    seed = to_int("task.eval.seed", words["task.eval.seed"]) if "task.eval.seed" in words else None
+    samples = option(words, "task.eval.samples", None, to_int, minimum=1)
+    seed = option(words, "task.eval.seed", None, to_int)
     runs_dir = words.get("runs_dir", "runs")
     device = words.get("device")
 

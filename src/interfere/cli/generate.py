@@ -50,8 +50,8 @@ def run(args) -> int:
     words = parse_words(args.overrides, KEYS, "generate")
     if "run" in words and "ckpt" in words:
         raise ConfigError("give run=<id> or ckpt=<path>, not both")
-    samples = option(words, "samples", 1, lambda k, v: to_int(k, v, 1))
-    max_new = option(words, "max_new_tokens", None, lambda k, v: to_int(k, v, 0))
+    samples = option(words, "samples", 1, to_int, minimum=1)
+    max_new = option(words, "max_new_tokens", None, to_int, minimum=0)
     seed = option(words, "seed", None, to_int)
     settings = {"strategy": words.get("strategy"), "temperature": option(words, "temperature", None, to_float),
                 "top_k": option(words, "top_k", None, to_int), "top_p": option(words, "top_p", None, to_float),

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from interfere.cli.common import option, to_bool, to_float, to_int
 from interfere.errors import ConfigError
 
 HELP = "take a model apart: logit-lens, attention, induction, patch, dla or probe (a run or model=smollm2)"
@@ -99,20 +100,14 @@ def _parse(tool: str, words: list[str]) -> dict[str, str]:
 
 
 def _int(opts, key, default, minimum=None):
-    from interfere.cli.common import option, to_int
-
-    return option(opts, key, default, lambda k, v: to_int(k, v, minimum))
+    return option(opts, key, default, to_int, minimum=minimum)
 
 
 def _float(opts, key, default):
-    from interfere.cli.common import option, to_float
-
     return option(opts, key, default, to_float)
 
 
 def _bool(opts, key, default):
-    from interfere.cli.common import option, to_bool
-
     return option(opts, key, default, to_bool)
 
 
