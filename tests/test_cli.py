@@ -145,7 +145,7 @@ def test_main_returns_exit_codes_in_process(capsys):
 
 
 def test_impossible_model_is_a_one_line_error(tmp_path):
-    line = one_line_error(cli("train", "model.d_model=130", "model.n_heads=4", "device=cpu",
+    line = one_line_error(cli("train", "train.steps=1", "model.d_model=130", "model.n_heads=4", "device=cpu",
                               f"runs_dir={tmp_path / 'runs'}"))
     assert "d_model" in line and "n_heads" in line
     line = one_line_error(cli("train", "exp=life_smoke", "task.board=[24,24]", "model.rope_period=24", "model.n_ctx=532",

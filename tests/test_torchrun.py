@@ -23,7 +23,7 @@ TINY = ["exp=life_smoke", "task.board=[5,5]", "model.rope_period=5", "model.d_mo
         "train.progress=false"]
 # fp32, 10 steps, no biases (the key bias has a zero true gradient, so Adam would amplify rounding noise)
 EXACT = [*TINY, "train.steps=10", "train.log_every=1", "train.warmup_steps=2", "train.ckpt_every=5",
-         "model.use_bias=false"]
+         "model.use_bias=false", "train.dtype=fp32"]  # fp32 arithmetic on every machine (auto follows the CPU)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 

@@ -9,10 +9,11 @@ import torch
 from interfere.errors import CheckpointError
 from interfere.model import build_model
 from interfere.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from interfere.train.config import TrainConfig
 from interfere.train.optim import build_optimizer
 from interfere.train.runs import new_run_id, resolve_checkpoint
 
-TCFG = dict(lr=1e-2, weight_decay=0.1, betas=[0.9, 0.95])
+TCFG = TrainConfig.defaults(lr=1e-2, weight_decay=0.1, betas=[0.9, 0.95], steps=1)
 
 
 def _model(seed=0):
@@ -262,7 +263,7 @@ def test_resume_config_is_the_runs_own_config_plus_key_overrides(tmp_path):
     from omegaconf import OmegaConf
 
     from interfere.errors import ConfigError
-    from interfere.train.runs import resume_config
+    from interfere.train.resume import resume_config
 
     runs = tmp_path / "runs"
     run = runs / "toy_20250101-000000"

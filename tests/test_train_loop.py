@@ -148,6 +148,30 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path):
     assert _losses(resumed)[-1] == _losses(straight)[-1]
 
 
+class SilentToy(ToyTask):
+    """A task with its own loss: the squared logits at the loss positions (minimised by logits of zero)."""
+
+    def training_loss(self, model, batch):
+        logits = model(batch.inputs, **batch.model_kwargs)
+        return (logits.float().square().sum(-1) * batch.loss_mask).sum(), logits
+
+
+def test_a_task_can_supply_its_own_loss(tmp_path):
+    from interfere.tasks import REGISTRY, register
+
+    register("silent_toy", lambda: SilentToy)
+    try:
+        run_dir = train(make_cfg(tmp_path / "runs", task=dict(name="silent_toy"), steps=30, lr=3e-2, log_every=1))
+        model, task = load(run_dir)
+    finally:
+        REGISTRY.pop("silent_toy")
+    losses = _losses(run_dir)
+    assert losses[-1] < 0.05 * losses[0]  # the logged loss is the task's, and it is what was minimised
+    batch = task.train_batch(0, 8)
+    with torch.no_grad():  # measured again on the final weights: the squared logits went towards zero
+        assert model(batch.inputs).square().sum(-1)[batch.loss_mask].mean() < 0.05 * losses[0]
+
+
 def test_bf16_and_activation_checkpointing(tmp_path):
     base = dict(steps=3, log_every=1, audit=False)
     plain = _losses(train(make_cfg(tmp_path / "a", **base)))

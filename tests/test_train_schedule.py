@@ -1,6 +1,7 @@
 """Learning-rate schedule, optimizer decay groups, run-length arithmetic, device choice."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -9,16 +10,16 @@ from interfere.device import pick_device
 from interfere.errors import ConfigError
 from interfere.model.modes import unwrap
 from interfere.train.distributed import Dist, all_reduce_sum, init, wrap
-from interfere.train.loop import parse_tokens, plan_steps
+from interfere.train.config import TrainConfig, parse_tokens
 from interfere.train.optim import build_optimizer, decay_split
 from interfere.train.schedule import lr_at
 
-BASE = dict(lr=2.0, warmup_steps=10, hold_steps=5, min_lr_ratio=0.1)
+BASE = dict(lr=2.0, warmup_steps=10, hold_steps=5, min_lr_ratio=0.1, steps=115)
 TOTAL = 115  # decay runs over steps 15..115
 
 
 def test_warmup_is_linear_from_zero():
-    cfg = dict(BASE, schedule="cosine")
+    cfg = TrainConfig.defaults(**BASE, schedule="cosine")
     assert lr_at(0, TOTAL, cfg) == 0.0
     assert lr_at(1, TOTAL, cfg) == pytest.approx(0.2)
     assert lr_at(5, TOTAL, cfg) == pytest.approx(1.0)
@@ -26,12 +27,12 @@ def test_warmup_is_linear_from_zero():
 
 
 def test_hold_keeps_the_peak():
-    cfg = dict(BASE, schedule="cosine")
+    cfg = TrainConfig.defaults(**BASE, schedule="cosine")
     assert [lr_at(s, TOTAL, cfg) for s in range(10, 16)] == [2.0] * 6
 
 
 def test_cosine_endpoints_and_midpoint():
-    cfg = dict(BASE, schedule="cosine")
+    cfg = TrainConfig.defaults(**BASE, schedule="cosine")
     lo = 2.0 * 0.1
     assert lr_at(TOTAL, TOTAL, cfg) == pytest.approx(lo)
     assert lr_at(65, TOTAL, cfg) == pytest.approx((2.0 + lo) / 2)  # halfway through the decay
@@ -44,22 +45,23 @@ def test_cosine_endpoints_and_midpoint():
 
 
 def test_linear_decay():
-    cfg = dict(BASE, schedule="linear")
+    cfg = TrainConfig.defaults(**BASE, schedule="linear")
     assert lr_at(65, TOTAL, cfg) == pytest.approx(1.1)
     assert lr_at(40, TOTAL, cfg) == pytest.approx(2.0 - 1.8 * 0.25)
     assert lr_at(TOTAL, TOTAL, cfg) == pytest.approx(0.2)
 
 
 def test_constant_after_warmup():
-    cfg = dict(BASE, schedule="constant")
+    cfg = TrainConfig.defaults(**BASE, schedule="constant")
     assert lr_at(5, TOTAL, cfg) == pytest.approx(1.0)
     assert {lr_at(s, TOTAL, cfg) for s in range(10, TOTAL + 1)} == {2.0}
 
 
 def test_no_warmup_and_unknown_schedule():
-    assert lr_at(1, 10, dict(lr=1.0, schedule="linear", min_lr_ratio=0.0)) == pytest.approx(0.9)
-    with pytest.raises(ConfigError, match="schedule"):
-        lr_at(1, 10, dict(lr=1.0, schedule="exponential"))
+    cfg = TrainConfig.defaults(lr=1.0, schedule="linear", min_lr_ratio=0.0, warmup_steps=0, steps=10)
+    assert lr_at(1, 10, cfg) == pytest.approx(0.9)
+    with pytest.raises(ConfigError, match="train.schedule='exponential'; choose one of cosine, linear, constant"):
+        TrainConfig.defaults(lr=1.0, schedule="exponential", steps=10)
 
 
 # ----- optimizer groups ---------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def test_decay_groups_by_name():
 
 def test_optimizer_groups_carry_the_decay():
     model = _model(tie_embeddings=True)
-    opt = build_optimizer(model, dict(lr=1e-3, weight_decay=0.1, betas=[0.9, 0.95]))
+    opt = build_optimizer(model, TrainConfig.defaults(lr=1e-3, weight_decay=0.1, betas=[0.9, 0.95], steps=1))
     decay_group, plain_group = opt.param_groups
     assert decay_group["weight_decay"] == 0.1 and plain_group["weight_decay"] == 0.0
     assert decay_group["betas"] == (0.9, 0.95)
@@ -98,12 +100,15 @@ def test_optimizer_groups_carry_the_decay():
 
 # ----- run length ---------------------------------------------------------------------------------
 def test_token_budget_to_steps():
-    tcfg = dict(steps=None, tokens=1000, batch_size=8, grad_accum=2)
+    def plan(seq_len, world_size, **kw):
+        return TrainConfig.defaults(**{"steps": None, "tokens": 1000, "batch_size": 8, "grad_accum": 2, **kw}).plan(
+            seq_len, world_size)
+
     # 2 processes x 8 samples x 2 micro-batches x 7 tokens = 224 tokens/step; ceil(1000 / 224) = 5
-    assert plan_steps(tcfg, seq_len=7, world_size=2) == (5, 224)
-    assert plan_steps(dict(tcfg, tokens=896), seq_len=7, world_size=2) == (4, 224)
-    assert plan_steps(dict(tcfg, tokens=1000), seq_len=7, world_size=1) == (9, 112)
-    assert plan_steps(dict(tcfg, tokens=None, steps=3), seq_len=7, world_size=4) == (3, 448)
+    assert plan(7, 2) == (5, 224)
+    assert plan(7, 2, tokens=896) == (4, 224)
+    assert plan(7, 1, tokens=1000) == (9, 112)
+    assert plan(7, 4, tokens=None, steps=3) == (3, 448)
 
 
 def test_token_counts_parse():
@@ -116,7 +121,36 @@ def test_token_counts_parse():
 @pytest.mark.parametrize("steps,tokens,match", [(10, 1000, "both"), (None, None, "neither")])
 def test_exactly_one_of_steps_and_tokens(steps, tokens, match):
     with pytest.raises(ConfigError, match=f"train.steps and train.tokens.*{match}"):
-        plan_steps(dict(steps=steps, tokens=tokens, batch_size=2, grad_accum=1), seq_len=4)
+        TrainConfig.defaults(steps=steps, tokens=tokens, batch_size=2, grad_accum=1)
+
+
+@pytest.mark.parametrize("override,message", [
+    (dict(lr=-1), "train.lr=-1 must be a positive learning rate"),
+    (dict(betas=[2, 3]), "train.betas=[2, 3] must be two numbers in [0, 1)"),
+    (dict(steps=10**12), "train.steps=1000000000000 is more steps than a run can take"),
+    (dict(batch_size=0), "train.batch_size=0 must be an integer >= 1"),
+    (dict(loggers=["foo"]), "train.loggers has 'foo'; known loggers: wandb, tensorboard"),
+    (dict(dtype="fp16"), "train.dtype='fp16'; choose one of auto, fp32, bf16"),
+    (dict(deterministic="yes"), "train.deterministic='yes'; choose true, false or auto"),
+])
+def test_bad_values_are_refused_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.defaults(**{"steps": 10, **override})
+
+
+def test_a_token_budget_of_more_steps_than_a_run_can_take_is_refused():
+    cfg = TrainConfig.defaults(steps=None, tokens=1e20, batch_size=8)
+    with pytest.raises(ConfigError, match="train.tokens=1e\\+20 is 1.25e\\+17 steps of 800 tokens"):
+        cfg.plan(seq_len=100)
+
+
+def test_every_default_is_in_the_yaml_and_nowhere_else():
+    import dataclasses
+
+    from interfere.train.config import default_node
+
+    assert [f.name for f in dataclasses.fields(TrainConfig)] == list(default_node())  # the same keys, in order
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainConfig))  # no second default
 
 
 # ----- device and single-process distributed ------------------------------------------------------

@@ -152,7 +152,7 @@ def test_bad_stop_options_are_config_errors(tmp_path, bad):
 
 
 def test_a_repeated_signal_is_one_request_a_later_one_quits_at_once():
-    from interfere.train.loop import StopRequest
+    from interfere.train.signals import StopRequest
 
     before = signal.getsignal(signal.SIGINT)
     stop = StopRequest().install()

@@ -148,7 +148,9 @@ def make_cfg(runs_dir, task: dict | None = None, model: dict | None = None, **tr
     model_cfg = OmegaConf.merge(model_cfg, dict(d_model=32, n_layers=2, n_heads=4, d_mlp=64), model or {})
     train_cfg = OmegaConf.merge(OmegaConf.load(CONF / "train" / "default.yaml"),
                                 dict(steps=20, batch_size=8, lr=1e-2, warmup_steps=2, log_every=5,
-                                     ckpt_every=0, artifacts_every=0, progress=False), train)
+                                     ckpt_every=0, artifacts_every=0, progress=False,
+                                     dtype="fp32"),  # the same arithmetic on every machine (auto follows the CPU)
+                                train)
     return OmegaConf.create({
         "name": "toy", "runs_dir": str(runs_dir), "device": "cpu", "seed": 0,
         "model": model_cfg, "task": {"name": "toy", "eval": {"samples": 32, "seed": 99}, **(task or {})},

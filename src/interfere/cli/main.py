@@ -17,6 +17,7 @@ import sys
 
 from interfere import __version__
 from interfere.errors import CheckpointError, ConfigError
+from interfere.train.errors import NonFiniteLossError
 
 # Sub-commands in the order `--help` lists them: adding one is a module plus a line here.
 COMMANDS = (
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return _exit_code(e.code)
     try:
         return int(args._run(args) or 0)
-    except (ConfigError, CheckpointError) as e:
+    except (ConfigError, CheckpointError, NonFiniteLossError) as e:
         _error(e)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,9 @@ def EPILOG() -> str:
             "examples:\n"
             "  interfere train exp=life_smoke\n"
             "  interfere train exp=life16 train.steps=500 train.batch_size=64 device=cpu\n"
-            "  interfere train exp=life_smoke task.board=[8,8] model.rope_period=8 --cfg")
+            "  interfere train exp=life_smoke task.board=[8,8] model.rope_period=8 --cfg\n"
+            "  interfere train resume=<run_id>              continue a run with its own config\n"
+            "  interfere train resume=<run_id> train.steps=4000   ... and train it for longer")
 
 
 def add_arguments(p) -> None:
@@ -32,10 +34,20 @@ def add_arguments(p) -> None:
     add_json(p)
 
 
+def _resume_config(overrides: list[str]):
+    """With resume=<run>, the run's own config plus the overrides (see interfere.train.resume); else None."""
+    words = dict(o.lstrip("+").split("=", 1) for o in overrides if "=" in o)
+    if not words.get("resume") or words["resume"] == "null":
+        return None
+    from interfere.train.resume import resume_config
+
+    return resume_config(words["resume"], overrides, runs_dir=words.get("runs_dir", "runs"))
+
+
 def run(args) -> int:
     from interfere.cli.config import compose, to_yaml
 
-    cfg = compose(args.overrides)
+    cfg = _resume_config(args.overrides) or compose(args.overrides)
     if args.cfg:
         if is_main_process():
             sys.stdout.write(to_yaml(cfg))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformer_lens.hook_points import HookPoint
 
@@ -38,4 +39,5 @@ class SegmentEmbedding(nn.Module):
         self.W_seg = nn.Parameter(torch.empty(n_segments, d_model))
 
     def forward(self, segment_ids: torch.Tensor) -> torch.Tensor:
-        return self.W_seg[segment_ids]
+        # F.embedding, not W_seg[ids]: indexing's backward accumulates in a thread-dependent order.
+        return F.embedding(segment_ids, self.W_seg)

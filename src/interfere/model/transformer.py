@@ -58,13 +58,23 @@ class Norm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.hook_scale.has_hooks() or self.hook_normalized.has_hooks()):
-            if self.rms:
-                return F.rms_norm(x, x.shape[-1:], self.w, self.eps)
-            return F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps)
+            if torch.are_deterministic_algorithms_enabled() and torch.is_grad_enabled() and x.device.type == "cpu":
+                return self._affine(self._normalize(x, None))
+            return self._normalize(x, self.w, self.b)
         if not self.rms:
             x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
         x = self.hook_normalized(x / scale)
+        return self._affine(x)
+
+    def _normalize(self, x: torch.Tensor, w: torch.Tensor | None, b: torch.Tensor | None = None) -> torch.Tensor:
+        if self.rms:
+            return F.rms_norm(x, x.shape[-1:], w, self.eps)
+        return F.layer_norm(x, x.shape[-1:], w, b, self.eps)
+
+    def _affine(self, x: torch.Tensor) -> torch.Tensor:
+        # As separate ops, the weight and bias gradients are sums split over features, never over rows, so
+        # they do not depend on the thread count (the fused kernels' backward sums per-thread buffers).
         return x * self.w + self.b if self.b is not None else x * self.w
 
 

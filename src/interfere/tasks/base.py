@@ -1,8 +1,8 @@
 """The contract between a task (what to learn) and the trainer (how to learn).
 
 The trainer knows nothing about Life or text: it asks the task for batches, computes the masked
-cross-entropy of `model(batch.inputs, **batch.model_kwargs)` against `batch.targets`, and hands the
-model back to the task to evaluate and render itself.
+cross-entropy of `model(batch.inputs, **batch.model_kwargs)` against `batch.targets` (or the task's own
+`training_loss`), and hands the model back to the task to evaluate and render itself.
 """
 
 from __future__ import annotations
@@ -85,6 +85,9 @@ class Task(Protocol):
     def artifacts(self, model: torch.nn.Module, step: int, out_dir: Path) -> list[Path]:
         """Write visualisations (videos, images) for this step under out_dir; return their paths."""
 
+    # Optional: `training_loss(model, batch) -> (loss, output)`: the loss summed over the batch's
+    # loss_mask units and the output `log_metrics` receives; without it the trainer uses the masked
+    # cross-entropy of model(batch.inputs, **batch.model_kwargs) against batch.targets.
     # Optional: `save(run_dir)` writes what the task needs to be rebuilt exactly (e.g. a trained
     # tokenizer); the trainer calls it once the run directory exists, and `build_task(..., run_dir=)`
     # hands the directory back to a task whose constructor takes `run_dir`.

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from typing import Mapping
-
 import torch
 from torch import nn
+
+from interfere.train.config import TrainConfig
 
 
 def _is_embedding(name: str) -> bool:
@@ -37,17 +37,16 @@ def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
     return decay, no_decay
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW from the `train` config (lr, betas, weight_decay); the schedule sets group["lr"] each step."""
     decay, no_decay = decay_split(model)
     params = dict(model.named_parameters())
     groups = [
-        {"params": [params[n] for n in decay], "weight_decay": float(cfg.get("weight_decay", 0.0))},
+        {"params": [params[n] for n in decay], "weight_decay": cfg.weight_decay},
         {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
     ]
     kwargs = {}
     all_cuda = all(p.is_cuda for p in params.values())
     if all_cuda and "fused" in inspect.signature(torch.optim.AdamW).parameters:
         kwargs["fused"] = True  # one kernel for the whole update; otherwise torch's default (foreach)
-    betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
-    return torch.optim.AdamW(groups, lr=float(cfg.get("lr", 1e-3)), betas=betas, **kwargs)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), **kwargs)

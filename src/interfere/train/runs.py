@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from interfere.errors import CheckpointError, ConfigError
+from interfere.errors import CheckpointError
 from interfere.train.checkpoint import (STATE, WEIGHTS, atomic_symlink, latest_checkpoint, load_checkpoint, read_state,
                                         step_dirs)
 from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
@@ -222,42 +222,3 @@ def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
         rows.append({"id": d.name, "step": step, "tokens": tokens, "loss": loss, "acc": acc, "acc_name": acc_name,
                      "stopped": stopped, "path": str(d)})
     return rows
-
-
-# ----- resuming from the command line ------------------------------------------------------------------
-_GROUPS = ("exp", "model", "task", "train")
-
-
-def resume_config(resume: str, overrides=(), runs_dir: str | Path = "runs"):
-    """The config to resume a run with: its own config.yaml, then the `key=value` overrides on top.
-
-    This is what makes a bare `interfere train resume=<run_id>` continue the run as it was configured
-    (the command line's defaults would otherwise replace the run's model, task and train settings).
-    Group choices (exp=..., model=...) are ignored: the saved config already holds what they chose.
-    `resume=...` itself and `runs_dir=...` are taken from the arguments. `~key` deletions are refused.
-    """
-    from omegaconf import OmegaConf
-
-    run_dir = resume_candidates(resume, runs_dir)[0]
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise CheckpointError(f"{saved} is missing: cannot resume a run without its config")
-    cfg = OmegaConf.load(saved)
-    dotlist = []
-    for word in overrides:
-        word = str(word)
-        if word.startswith("~"):
-            raise ConfigError(f"{word}: keys cannot be deleted when resuming a run")
-        key, eq, value = word.lstrip("+").partition("=")
-        if not eq:
-            raise ConfigError(f"'{word}' is not key=value")
-        if key in ("resume", "runs_dir") or key.split("@", 1)[0] in _GROUPS:
-            continue
-        dotlist.append(f"{key}={value}")
-    try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
-    except Exception as e:
-        raise ConfigError(f"cannot apply overrides {dotlist} to {saved}: {str(e).splitlines()[0]}") from None
-    cfg.resume = str(resume)
-    cfg.runs_dir = str(runs_dir)
-    return cfg
