@@ -102,8 +102,11 @@ class Menu:
             try:
                 last = select("What now?", [(label, key) for key, (label, _) in entries.items()]
                               + [("Quit", QUIT)], default=last)
-                if last == QUIT:
-                    return 0
+            except (Back, Quit):  # back from the main menu is out
+                return 0
+            if last == QUIT:
+                return 0
+            try:
                 entries[last][1]()
             except Back:
                 print("(back)")
@@ -237,7 +240,7 @@ class Menu:
     def list_runs(self) -> None:
         self.execute(["runs", *self._where()])
 
-    def generic(self, command: str) -> None:
+    def generic(self, command: str) -> int:
         """A command with no questions of its own: walk its sub-commands and choices, then a run and more words."""
         from interfere.cli.main import build_parser
 
@@ -258,7 +261,7 @@ class Menu:
             argv.append(f"run={self.pick_run('On which run?', runs)}")
         words = text(f"Anything else? key=value words for `{' '.join(argv)}` (Enter: none):")
         argv += shlex.split(words) + (self._where() if "runs_dir" in usage else [])
-        self.execute(argv)
+        return self.execute(argv)
 
 
 # ----- what the menus say about commands and tools ---------------------------------------------------------
