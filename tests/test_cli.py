@@ -62,7 +62,7 @@ def test_help_lists_commands_and_imports_nothing_heavy():
 def test_help_and_version_via_the_module():
     p = cli("--help")
     assert p.returncode == 0 and "train" in p.stdout and "eval" in p.stdout
-    p = cli()  # no arguments: the help (the interactive menu comes later)
+    p = cli()  # no arguments and no terminal (piped): the help; on a terminal the menus open
     assert p.returncode == 0 and "usage: interfere" in p.stdout
     import interfere
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from interfere.errors import ConfigError
+from interfere.formatting import flatten, fmt  # noqa: F401 (the commands' tables use them from here)
 
 
 def add_overrides(parser, help: str) -> None:
@@ -99,33 +100,6 @@ def print_json(obj: Any, stream=None) -> None:
     stream = stream or sys.stdout
     stream.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
     stream.flush()
-
-
-def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}, for tables."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        if v == 0:
-            return "0"
-        if not 1e-3 <= abs(v) < 1e6:
-            return f"{v:.3e}"
-        return f"{v:.6g}" if abs(v) < 1 else f"{v:,.5g}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
 
 
 def print_table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:

@@ -51,6 +51,17 @@ def experiments() -> list[str]:
     return options("exp")
 
 
+def describe(group: str, option: str) -> str:
+    """The first line of the comment that opens conf/<group>/<option>.yaml (what the preset is for)."""
+    for line in (CONF_DIR / group / f"{option}.yaml").read_text().splitlines():
+        text = line.lstrip("#").strip()
+        if not line.startswith("#"):
+            break
+        if text and not text.startswith("@package"):
+            return text
+    return ""
+
+
 # ----- composition ----------------------------------------------------------------------------------
 def compose(overrides: Iterable[str] = ()) -> "DictConfig":  # noqa: F821 (omegaconf is imported lazily)
     """The root config with `overrides` (Hydra syntax: key=value, group=option, +new.key=value, ~key)."""

@@ -14,6 +14,13 @@ Evaluate checkpoints with their task's own metrics. The number of samples and th
 run's config (task.eval.samples, task.eval.seed) unless given here. Several runs (run=a,b) give one
 column each."""
 
+EPILOG = """\
+examples:
+  interfere eval                                    the newest run (runs/latest), as a table
+  interfere eval run=<run_id> task.eval.samples=1000 --json
+  interfere eval run=<run_a>,<run_b>                compare runs: one column each
+  interfere eval ckpt=runs/<run_id>/checkpoints/step_100"""
+
 KEYS = {
     "run": "run id or run dir[,...]",
     "ckpt": "checkpoint dir",

@@ -25,11 +25,13 @@ COMMANDS = (
     "generate",
     "eval",
     "interpret",
+    "report",
     "runs",
 )
 
 EPILOG = """\
 examples:
+  interfere                                         on a terminal: arrow-key menus for everything below
   interfere train exp=life_smoke                    train the smoke preset (conf/exp/life_smoke.yaml)
   interfere train exp=life16 train.steps=500        any config key can be overridden as key=value
   interfere train exp=life_smoke --cfg              print the composed config and exit
@@ -37,6 +39,7 @@ examples:
   interfere eval run=<run_id> task.eval.samples=64  evaluate one run on 64 held-out samples
   interfere generate prompt="ROMEO:"                 continue a prompt with a text run
   interfere interpret induction model=smollm2       induction heads of a pretrained model, offline
+  interfere report --open                           the newest run's HTML report (runs/<id>/report.html)
   interfere runs                                    list the runs under runs/
   torchrun --standalone --nproc_per_node=2 -m interfere train exp=life_smoke
 """
@@ -71,8 +74,12 @@ def _call_or_value(x):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv and _on_a_terminal():
+        from interfere.cli.interactive import menu
+
+        return menu()
     parser = build_parser()
-    if not argv:  # later: the interactive menu (H2)
+    if not argv:  # piped or under CI: the help, as a script would want
         parser.print_help()
         return 0
     try:
@@ -93,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interfere: interrupted", file=sys.stderr)
         return 130
+
+
+def _on_a_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty() and "RANK" not in os.environ
 
 
 def _error(e: Exception) -> None:

@@ -1,4 +1,4 @@
-"""`interfere train [key=value ...]`: compose the config, train, print the run directory (and its video)."""
+"""`interfere train [key=value ...]`: compose the config, train, write the run's report, print where things are."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def EPILOG() -> str:
             "  interfere train exp=life16 train.steps=500 train.batch_size=64 device=cpu\n"
             "  interfere train exp=life_smoke task.board=[8,8] model.rope_period=8 --cfg\n"
             "  interfere train resume=<run_id>              continue a run with its own config\n"
-            "  interfere train resume=<run_id> train.steps=4000   ... and train it for longer")
+            "  interfere train resume=<run_id> train.steps=4000   ... and train it for longer\n"
+            "at the end: runs/<id>/report.html (`interfere report` rewrites it)")
 
 
 def add_arguments(p) -> None:
@@ -60,14 +61,30 @@ def run(args) -> int:
         run_dir = Path(train(cfg))
     if not is_main_process():
         return 0
+    report = _write_report(run_dir)
     videos = sorted((run_dir / "assets").rglob("*.mp4"))
     if args.json:
         eval_file = run_dir / "eval.json"
         final = json.loads(eval_file.read_text()) if eval_file.is_file() else None
         print_json({"run": run_dir.name, "run_dir": str(run_dir), "videos": [str(v) for v in videos],
-                    "eval": final})
+                    "report": str(report) if report else None, "eval": final})
     else:
         if videos:
             print(f"video  {videos[-1]}")
+        if report:
+            print(f"report {report}")
         print(f"run    {run_dir}")
     return 0
+
+
+def _write_report(run_dir: Path) -> Path | None:
+    """runs/<id>/report.html, or None and one warning line: a finished training never fails on its report."""
+    try:
+        from interfere.report import write_report
+
+        return write_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - the run itself is done and saved
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"interfere: warning: could not write the report ({type(e).__name__}: {message}); "
+              f"retry with `interfere report run={run_dir.name}`", file=sys.stderr)
+        return None

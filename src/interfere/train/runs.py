@@ -81,6 +81,32 @@ def resolve_checkpoint(run_or_ckpt: str | os.PathLike | None = None, runs_dir: s
     raise CheckpointError(f"no run or checkpoint {str(run_or_ckpt)!r}: looked for {looked}")
 
 
+def resolve_run(run_or_ckpt: str | os.PathLike | None = None, runs_dir: str | Path = "runs") -> Path:
+    """The run directory meant by a run id, run dir, checkpoint dir, file in one, or None (runs/latest).
+
+    Unlike resolve_checkpoint, the run need not have a checkpoint yet (a report can show a run that is
+    still warming up or died before its first one).
+    """
+    runs_dir = Path(runs_dir)
+    if run_or_ckpt is None or str(run_or_ckpt) == "":
+        latest = runs_dir / "latest"
+        if not (latest / "config.yaml").is_file():
+            raise CheckpointError(f"no run given and {latest} does not exist; train one first or pass run=<id>")
+        return latest.resolve()
+    p = Path(run_or_ckpt)
+    candidates = [p] if p.is_absolute() else [p, runs_dir / p]
+    for c in candidates:
+        if c.is_dir() and (c / "config.yaml").is_file():
+            return c.resolve()
+        if c.is_dir() and c.name == "checkpoints" and (c.parent / "config.yaml").is_file():
+            return c.parent.resolve()
+        if _is_checkpoint(c) or (c.is_file() and _is_checkpoint(c.parent)):
+            return run_dir_of(c if c.is_dir() else c.parent)
+    looked = " or ".join(str(c) for c in candidates)
+    raise CheckpointError(f"no run {str(run_or_ckpt)!r}: looked for {looked}/config.yaml "
+                          "(`interfere runs` lists the runs)")
+
+
 def resume_candidates(resume: str | os.PathLike, runs_dir: str | Path = "runs") -> tuple[Path, list[Path], bool]:
     """(run directory, checkpoint directories to try newest first, whether one checkpoint was named).
 
@@ -198,10 +224,23 @@ def _last_accuracy(run_dir: Path, records: list[dict]) -> tuple[str | None, floa
     return None, None
 
 
+def _task_name(config: Path) -> str | None:
+    """task.name from a run's config.yaml (read with yaml.safe_load: loading never runs code)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    task = cfg.get("task") if isinstance(cfg, dict) else None
+    return task.get("name") if isinstance(task, dict) else None
+
+
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
-    """One row per run, oldest first: id, step, tokens, loss (last logged), acc and acc_name (the last
-    accuracy logged: held-out eval if any, e.g. eval/cell_accuracy, else training, e.g. acc_t1), stopped
-    (done | budget | signal | None while running or killed), path."""
+    """One row per run, oldest first: id, task (task.name), step, tokens, loss (last logged), acc and acc_name
+    (the last accuracy logged: held-out eval if any, e.g. eval/cell_accuracy, else training, e.g. acc_t1),
+    stopped (done | budget | signal | None while running or killed), updated (when its metrics, or its
+    config if none, were last written: seconds since the epoch), path."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
@@ -219,6 +258,8 @@ def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
         records = _tail_records(d / "metrics.jsonl")
         loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
         acc_name, acc = _last_accuracy(d, records)
-        rows.append({"id": d.name, "step": step, "tokens": tokens, "loss": loss, "acc": acc, "acc_name": acc_name,
-                     "stopped": stopped, "path": str(d)})
+        written = d / "metrics.jsonl" if (d / "metrics.jsonl").is_file() else d / "config.yaml"
+        rows.append({"id": d.name, "task": _task_name(d / "config.yaml"), "step": step, "tokens": tokens,
+                     "loss": loss, "acc": acc, "acc_name": acc_name, "stopped": stopped,
+                     "updated": written.stat().st_mtime, "path": str(d)})
     return rows
