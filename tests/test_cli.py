@@ -200,3 +200,28 @@ def test_runs_lists_the_run(trained, capsys):
     listing = json.loads(capsys.readouterr().out)
     (row,) = listing["runs"]
     assert row["id"] == out["run"] and row["step"] == 3 and row["latest"] is True
+
+
+def test_eval_on_other_rules_says_whether_the_run_trained_on_them(trained, tmp_path, capsys):
+    from interfere.cli.main import main
+
+    runs_dir, out = trained  # a Conway run
+    p = cli("eval", f"run={out['run']}", f"runs_dir={runs_dir}", "--json", "task.eval.samples=8", "device=cpu",
+            "task.rules=B36/S23")
+    assert p.returncode == 0, p.stderr[-3000:]
+    metrics = json.loads(p.stdout)
+    assert metrics["rule"] == "B36/S23" and metrics["in_training"] is False and metrics["n_samples"] == 8
+    assert len(metrics["by_state_count"]) == 18
+    assert "'B3/S2/3'" in one_line_error(cli("eval", f"run={out['run']}", f"runs_dir={runs_dir}", "task.rules=B3/S2/3"))
+
+    # A rule-general run (random training rules, FiLM on the rule bits), in process to save the start-up.
+    general = tmp_path / "runs"
+    assert main(["train", *TINY_TRAIN, "task.rules=random", "model.n_cond=18", "train.artifacts_every=0",
+                 f"runs_dir={general}", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["run"]
+    for rules, key, value in (("conway", "in_training", True), ("heldout", "in_training_share", 0.0),
+                              ("[B3/S23,B234/S]", "in_training_share", 0.5)):
+        assert main(["eval", f"run={run}", f"runs_dir={general}", "--json", "task.eval.samples=4",
+                     f"task.rules={rules}"]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert metrics[key] == value, (rules, metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 
 from interfere.cli.common import add_json, add_overrides, flatten, parse_words, option, print_json, print_table, to_int
@@ -12,7 +13,9 @@ HELP = "evaluate a run's checkpoint on held-out data (the newest run unless run=
 DESCRIPTION = """\
 Evaluate checkpoints with their task's own metrics. The number of samples and the seed come from the
 run's config (task.eval.samples, task.eval.seed) unless given here. Several runs (run=a,b) give one
-column each."""
+column each. A Life run evaluates on other rules with task.rules= (a rule such as B36/S23, heldout,
+random, or a list [B3/S23,B36/S23]); `in_training` (`in_training_share` for a set) says whether the run
+trained on them."""
 
 EPILOG = """\
 examples:
@@ -28,6 +31,7 @@ KEYS = {
     "device": "auto|cpu|cuda|mps",
     "task.eval.samples": "N",
     "task.eval.seed": "S",
+    "task.rules": "B36/S23|heldout|random|[r1,r2]",
 }
 
 META = ("run", "step", "seed")  # printed first; the task's metrics follow
@@ -35,7 +39,7 @@ META = ("run", "step", "seed")  # printed first; the task's metrics follow
 
 def add_arguments(p) -> None:
     add_overrides(p, "run=<id>[,<id>...] | ckpt=<path>, runs_dir=<dir>, device=<d>, task.eval.samples=<N>, "
-                     "task.eval.seed=<S>")
+                     "task.eval.seed=<S>, task.rules=<rules> (Life)")
     add_json(p)
 
 
@@ -55,10 +59,11 @@ def run(args) -> int:
     seed = option(words, "task.eval.seed", None, to_int)
     runs_dir = words.get("runs_dir", "runs")
     device = words.get("device")
+    rules = _rules(words["task.rules"]) if "task.rules" in words else None
 
     # With --json, anything the library prints goes to stderr: stdout holds the JSON object only.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        results = [_evaluate(t, runs_dir, device, samples, seed) for t in targets]
+        results = [_evaluate(t, runs_dir, device, samples, seed, rules) for t in targets]
 
     if args.json:
         print_json(results[0] if len(results) == 1 else {"runs": results})
@@ -67,7 +72,20 @@ def run(args) -> int:
     return 0
 
 
-def _evaluate(target, runs_dir, device, samples, seed) -> dict:
+def _rules(value: str):
+    """task.rules=B36/S23 | heldout | [B3/S23,B36/S23] -> a string or a list of strings (YAML, as Hydra reads it)."""
+    import yaml
+
+    try:
+        rules = yaml.safe_load(value)
+    except yaml.YAMLError:
+        rules = None
+    if not (isinstance(rules, str) or (isinstance(rules, list) and rules and all(isinstance(r, str) for r in rules))):
+        raise ConfigError(f"task.rules={value} is not a rule, a set (heldout, random) or a list like [B3/S23,B36/S23]")
+    return rules
+
+
+def _evaluate(target, runs_dir, device, samples, seed, rules=None) -> dict:
     from omegaconf import OmegaConf
 
     import interfere
@@ -81,7 +99,13 @@ def _evaluate(target, runs_dir, device, samples, seed) -> dict:
     if seed is None:
         seed = OmegaConf.select(run_cfg, "task.eval.seed")
     model, task = interfere.load(str(ckpt), runs_dir=runs_dir, device=device)
-    metrics = task.evaluate(model, samples, seed)
+    if rules is None:
+        metrics = task.evaluate(model, samples, seed)
+    elif "rules" in inspect.signature(task.evaluate).parameters:
+        metrics = task.evaluate(model, samples, seed, rules=rules)
+    else:
+        raise ConfigError(f"task.rules= applies to Game of Life runs; {run_dir_of(ckpt).name} is a "
+                          f"{OmegaConf.select(run_cfg, 'task.name')} run")
     try:
         step = read_state(ckpt).get("step")
     except Exception:  # an evaluation does not need the training state

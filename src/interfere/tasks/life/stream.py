@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +24,12 @@ def generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch
 class LifeStream:
     """Random initial boards and rules, rolled out by the simulator.
 
-    rule_table: [R, 18] rules to draw from (per board, uniformly), or None for uniform over all 2^18.
+    rule_ids: [R] ids (rules.ids) of the rules to draw from, one per board, uniformly.
     """
 
     height: int
     width: int
-    rule_table: torch.Tensor | None
+    rule_ids: torch.Tensor
     density: tuple[float, float]
     patterns: float
     horizons: int
@@ -43,8 +44,13 @@ class LifeStream:
             padded = torch.nn.functional.pad(p, (1, 1, 1, 1)).to(self.device)
             if max(padded.shape) <= min(self.height, self.width):
                 self._patterns.append(padded)
-        if self.rule_table is not None:
-            self.rule_table = self.rule_table.to(self.device)
+        self.rule_ids = torch.as_tensor(self.rule_ids, dtype=torch.long).to(self.device)
+        if self.rule_ids.dim() != 1 or len(self.rule_ids) == 0:
+            raise ValueError(f"a stream needs a non-empty 1-D tensor of rule ids, got shape {tuple(self.rule_ids.shape)}")
+
+    def with_rules(self, rule_ids: torch.Tensor) -> "LifeStream":
+        """The same boards, seeds and horizons, drawing its rules from `rule_ids` instead."""
+        return dataclasses.replace(self, rule_ids=rule_ids)
 
     def sample(self, step: int, n: int, seed: int | None = None):
         """(rule_bits [n, 18], boards [n, K+1, H, W] long): initial boards and their true K-step rollouts."""
@@ -57,10 +63,8 @@ class LifeStream:
         return rule_bits, rollout(boards, rule_bits, self.horizons)
 
     def sample_rules(self, g: torch.Generator, n: int) -> torch.Tensor:
-        if self.rule_table is None:
-            return R.random_rules(n, g, self.device)
-        pick = torch.randint(0, len(self.rule_table), (n,), generator=g, device=self.device)
-        return self.rule_table[pick]
+        pick = torch.randint(0, len(self.rule_ids), (n,), generator=g, device=self.device)
+        return R.from_ids(self.rule_ids[pick])
 
     def sample_boards(self, g: torch.Generator, n: int) -> torch.Tensor:
         lo, hi = self.density

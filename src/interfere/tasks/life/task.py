@@ -13,14 +13,17 @@ from interfere.errors import ConfigError
 from interfere.tasks.base import Batch, Layout
 from interfere.tasks.life import rules as R
 from interfere.model.modes import eval_mode, unwrap
-from interfere.tasks.life.rollout import compare, model_rollout, predict_next
+from interfere.tasks.life import evaluate as E
+from interfere.tasks.life.rollout import model_rollout, predict_next
+from interfere.tasks.life.simulate import neighbours
 from interfere.tasks.life.simulate import rollout as true_rollout
 from interfere.tasks.life.stream import LifeStream, generator
 from interfere.tasks.life.tokens import ALIVE, DEAD, N_SEGMENTS, VOCAB_SIZE, SeqLayout
 
-NAMED_RULES = [R.CONWAY, R.HIGHLIFE, R.DAY_NIGHT, R.SEEDS]  # reported one by one when training rules vary
 EVAL_CHUNK = 256  # boards per forward in evaluate
-_EVAL_DEFAULTS = {"samples": 1000, "seed": 1_000_003, "rollout_steps": 8}
+HELDOUT_SEED = 1  # the held-out rules' boards come from eval seed + 1, however they are asked for
+_EVAL_DEFAULTS = {"samples": 1000, "seed": 1_000_003, "rollout_steps": 8, "rollout_samples": 200,
+                  "rule_samples": 200}
 _RENDER_DEFAULTS = {"boards": 4, "steps": 32}
 _SS_DEFAULTS = {"max_prob": 0.0, "anneal_steps": 1000}
 
@@ -48,6 +51,13 @@ def _plain(x):
     return x
 
 
+def _resolve(key: str, spec) -> tuple[torch.Tensor, str]:
+    try:
+        return R.resolve(spec)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e} (or 'random' for the training rules, 'heldout', or a list of rules)") from e
+
+
 class LifeTask:
     """Predict boards t+1..t+K of a Life-like automaton from its rule and board t."""
 
@@ -56,7 +66,7 @@ class LifeTask:
 
     def __init__(self, *, name: str = "life", board=(16, 16), rules="B3/S23", density=(0.1, 0.9),
                  patterns: float = 0.0, horizons: int = 1, scheduled_sampling=None, seed: int = 0,
-                 eval=None, render=None, device="cpu"):  # noqa: A002 - `eval` is the config key
+                 curriculum=(), eval=None, render=None, device="cpu"):  # noqa: A002 - `eval` is the config key
         board, density = _plain(board), _plain(density)
         if isinstance(board, int):
             board = [board, board]
@@ -78,21 +88,34 @@ class LifeTask:
         self.render_cfg = {**_RENDER_DEFAULTS, **_plain(render or {})}
 
         self.rules_spec = _plain(rules)
-        try:
-            if self.rules_spec == "random":
-                table, self.rule_names = None, list(NAMED_RULES)
-            else:
-                given = [self.rules_spec] if isinstance(self.rules_spec, str) else list(self.rules_spec)
-                table = torch.stack([R.parse(r) for r in given])
-                self.rule_names = [R.format(b) for b in table]
-        except ValueError as e:
-            raise ConfigError(f"task.rules: {e} (or 'random', or a list of rules)") from e
-        self.rule_label = "random" if table is None else ",".join(self.rule_names)
+        rule_ids, self.rule_label = _resolve("task.rules", self.rules_spec)
+        self.varies = len(rule_ids.unique()) > 1
+        # The rules reported one by one: the named ones when the rules vary at random, else those given.
+        listed = self.rule_label.split(",") if self.rule_label not in R.SETS else []
+        self.rule_names = listed if listed else [R.format(R.parse(r)) for r in R.NAMED.values()]
+        phases = self._phases(_plain(curriculum) or [])
+        self.train_ids = torch.cat([rule_ids, *(ids for _, ids in phases)]).unique()  # every rule training draws
 
         self.seq = SeqLayout(self.height, self.width, self.horizons)
         self.seq_len = self.seq.seq_len
-        self.stream = LifeStream(self.height, self.width, table, (float(density[0]), float(density[1])),
+        self.stream = LifeStream(self.height, self.width, rule_ids, (float(density[0]), float(density[1])),
                                  float(patterns), self.horizons, self.seed, self.device)
+        self.curriculum = [(end, self.stream.with_rules(ids)) for end, ids in phases]
+
+    @staticmethod
+    def _phases(curriculum) -> list[tuple[int, torch.Tensor]]:
+        """task.curriculum [{rules, steps}, ...] -> [(first step after the phase, rule ids)]."""
+        phases, end = [], 0
+        for i, phase in enumerate(curriculum):
+            if not isinstance(phase, Mapping) or set(phase) != {"rules", "steps"} or int(phase["steps"]) < 1:
+                raise ConfigError(f"task.curriculum[{i}] is {phase!r}; each phase is {{rules: <rules>, steps: <n >= 1>}}")
+            end += int(phase["steps"])
+            phases.append((end, _resolve(f"task.curriculum[{i}].rules", phase["rules"])[0]))
+        return phases
+
+    def stream_at(self, step: int) -> LifeStream:
+        """The stream training step `step` draws from: its curriculum phase's, then task.rules'."""
+        return next((stream for end, stream in self.curriculum if step < end), self.stream)
 
     # ----- layout ---------------------------------------------------------------------------------
     def layout(self) -> Layout:
@@ -114,7 +137,7 @@ class LifeTask:
         # The whole global batch is drawn on every rank, so the data never depends on the world size.
         n = batch_size * world_size
         g = generator(self.seed, step, self.device)
-        rule_bits, truth = self.stream.draw(g, n)
+        rule_bits, truth = self.stream_at(step).draw(g, n)
         p = self.ss_prob(step)
         fed = torch.rand(n, generator=g, device=self.device) < p  # drawn even when p = 0: same stream either way
         mine = slice(rank * batch_size, (rank + 1) * batch_size)
@@ -149,6 +172,14 @@ class LifeTask:
         out["stream_density_t0"] = b0.float().mean()
         out["stream_alive_t1"] = t1.float().mean()
         out["stream_unchanged"] = (b0 == t1).all(-1).float().mean()
+        # The (state, live-neighbour count) histogram of board t, and the training accuracy of each entry.
+        entry = (9 * b0 + neighbours(s.cells(batch.inputs, s.board(0))).flatten(1)).flatten()
+        right = (logits[:, s.query(1), DEAD:ALIVE + 1].argmax(-1) == t1).flatten().float()
+        cells = torch.bincount(entry, minlength=len(E.ENTRIES)).float()
+        acc = torch.bincount(entry, weights=right, minlength=len(E.ENTRIES)) / cells  # nan: no such cell
+        for i, name in enumerate(E.ENTRIES):
+            out[f"stream_share_{name}"] = cells[i] / len(entry)
+            out[f"acc_{name}"] = acc[i]
         out["ss_fed"] = torch.as_tensor(getattr(batch, "ss_fed", 0.0), dtype=torch.float32, device=logits.device)
         values = torch.stack([v.detach().float() for v in out.values()]).tolist()  # one device sync in all
         out = dict(zip(out, values))
@@ -158,38 +189,48 @@ class LifeTask:
     # ----- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, n_samples: int | None = None, seed: int | None = None,
-                 rollout_steps: int | None = None) -> dict[str, Any]:
-        """Held-out one-step accuracy and k-step rollout divergence (the model fed its own output)."""
-        n_samples = int(self.eval_cfg["samples"] if n_samples is None else n_samples)
+                 rollout_steps: int | None = None, rules=None) -> dict[str, Any]:
+        """Metrics on fresh boards (see interfere.tasks.life.evaluate), with the task's own rules or `rules`.
+
+        `rules` takes what task.rules takes ("B36/S23", "heldout", "random", a list); the result says how
+        much of it lies inside this task's training rules (`in_training`). Without it, a task whose rules
+        vary also reports the held-out rules (`heldout`) and each named rule on its own (`per_rule`).
+        """
+        n = int(self.eval_cfg["samples"] if n_samples is None else n_samples)
         seed = int(self.eval_cfg["seed"] if seed is None else seed)
         steps = max(int(self.eval_cfg["rollout_steps"] if rollout_steps is None else rollout_steps), 1)
         with eval_mode(unwrap(model)) as m:
-            out = {**self._evaluate(m, self.stream, n_samples, seed, steps), "rule": self.rule_label}
-            if self.stream.rule_table is None or len(self.stream.rule_table) > 1:
+            if rules is not None:
+                ids, label = _resolve("rules", _plain(rules))
+                return self._evaluate(m, ids, label, n, seed + HELDOUT_SEED if label == "heldout" else seed, steps)
+            out = self._evaluate(m, self.stream.rule_ids, self.rule_label, n, seed, steps)
+            if self.varies:
+                held = R.split_ids("heldout")
+                out["heldout"] = self._evaluate(m, held, "heldout", n, seed + HELDOUT_SEED, steps)
                 out["per_rule"] = {}
-                for i, name in enumerate(self.rule_names):  # each rule on its own boards
-                    stream = self._fixed_rule_stream(name)
-                    out["per_rule"][name] = self._evaluate(m, stream, n_samples, seed + 1 + i, steps)
+                for i, name in enumerate(self.rule_names):  # each rule on its own boards, one step
+                    r = self._evaluate(m, R.ids(R.parse(name))[None], name, int(self.eval_cfg["rule_samples"]),
+                                       seed + HELDOUT_SEED + 1 + i, 0)
+                    out["per_rule"][name] = {k: r[k] for k in ("cell_accuracy", "board_accuracy", "in_training")}
         return out
 
-    def _evaluate(self, model, stream: LifeStream, n_samples: int, seed: int, steps: int) -> dict[str, Any]:
+    def _evaluate(self, model, rule_ids: torch.Tensor, label: str, n_samples: int, seed: int,
+                  steps: int) -> dict[str, Any]:
+        stream = self.stream.with_rules(rule_ids)
+        n_rollout = int(self.eval_cfg["rollout_samples"])
         total = None
         for chunk, start in enumerate(range(0, n_samples, EVAL_CHUNK)):
             n = min(EVAL_CHUNK, n_samples - start)
             rule_bits, truth = stream.sample(chunk, n, seed=seed)
-            sums = compare(model, truth[:, 0], rule_bits, steps)
-            total = sums if total is None else {k: total[k] + v for k, v in sums.items()}
-        cells = n_samples * self.height * self.width
-        out = {"cell_accuracy": total["cells_right"].item() / cells,
-               "board_accuracy": total["boards_right"].item() / n_samples}
-        for k, d in enumerate(total["cells_diverged"].tolist(), start=1):
-            out[f"rollout_divergence_k{k}"] = d / cells
-        out["n_samples"] = n_samples
-        return out
+            total = E.add(total, E.tally(model, truth[:, 0], rule_bits, steps, max(0, min(n, n_rollout - start))))
+        return {"rule": label, **E.summarize(total, self.height, self.width), **self._in_training(rule_ids)}
 
-    def _fixed_rule_stream(self, rule: str) -> LifeStream:
-        s = self.stream
-        return LifeStream(s.height, s.width, R.parse(rule)[None], s.density, s.patterns, s.horizons, s.seed, s.device)
+    def _in_training(self, rule_ids: torch.Tensor) -> dict[str, Any]:
+        """One rule: in_training (is it one training draws from?); a set: in_training_share."""
+        inside = torch.isin(rule_ids.to(self.train_ids.device), self.train_ids)
+        if len(rule_ids) == 1:
+            return {"in_training": bool(inside[0])}
+        return {"in_training_share": inside.float().mean().item()}
 
     # ----- rendering ------------------------------------------------------------------------------
     def render_rollouts(self, model: torch.nn.Module, n_boards: int | None = None, steps: int | None = None):
@@ -202,7 +243,7 @@ class LifeTask:
         steps = int(steps or self.render_cfg["steps"])
         render_seed = int(self.eval_cfg["seed"]) + 101
         rule_bits, truth = self.stream.sample(0, n, seed=render_seed)
-        if self.stream.rule_table is None or len(self.stream.rule_table) > 1:
+        if self.varies:
             rule_bits = torch.stack([R.parse(self.rule_names[i % len(self.rule_names)]) for i in range(n)])
             rule_bits = rule_bits.to(self.device)
         boards = truth[:, 0]
