@@ -183,6 +183,7 @@ def test_evaluating_on_given_rules_says_whether_training_saw_them():
 def test_every_parameter_of_a_film_model_gets_a_gradient_and_is_in_the_optimizer():
     from interfere.model import HookedGPT, ModelConfig
     from interfere.train.loop import masked_loss_sum
+    from interfere.train.config import TrainConfig
     from interfere.train.optim import build_optimizer
 
     task = LifeTask(board=[4, 4], rules="random")
@@ -192,7 +193,7 @@ def test_every_parameter_of_a_film_model_gets_a_gradient_and_is_in_the_optimizer
                                   n_segments=4, n_cond=18)).set_layout(task.layout())
     films = {n for n in dict(model.named_parameters()) if ".film" in n}
     assert len(films) == 2 * 2 * 2  # 2 blocks x (before attention, before the MLP) x (weight, bias)
-    optimizer = build_optimizer(model, {"lr": 1e-2, "weight_decay": 0.1, "betas": [0.9, 0.95]})
+    optimizer = build_optimizer(model, TrainConfig.defaults(lr=1e-2, weight_decay=0.1, betas=[0.9, 0.95], steps=1))
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert in_optimizer == {id(p) for p in model.parameters()}
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
