@@ -23,7 +23,7 @@ CONFIG_NAME = "config"
 # Types of keys whose default is null (every other key must keep the type of its default).
 NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "train.steps": (int,),
-    "train.tokens": (int, float, str),  # 2000000, 2e6 or "2M" (train.loop.parse_tokens reads them)
+    "train.tokens": (int, float, str),  # 2000000, 2e6 or "2M" (train.config.parse_tokens reads them)
     "train.eval_samples": (int,),
     "model.d_head": (int,),
     "model.d_mlp": (int,),

@@ -76,6 +76,8 @@ def _row_sums(flat: torch.Tensor) -> torch.Tensor:
 def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
     """torch.nn.utils.clip_grad_norm_ with the norm of `grad_norm` (scale = max_norm / (norm + 1e-6), at most 1)."""
     grads = [p.grad for p in params if p.grad is not None]
+    if not grads:  # nothing trainable got a gradient: torch returns a zero norm too
+        return torch.zeros(())
     norm = grad_norm(grads)
     scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, scale.to(grads[0].device))

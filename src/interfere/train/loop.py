@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from interfere.device import resolve_dtype
+from interfere.files import atomic_write_text
 from interfere.model import build_model
 from interfere.model.modes import eval_mode
 from interfere.train import determinism, distributed
@@ -126,9 +127,7 @@ def rng_untouched():
 
 
 def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 class Trainer:
@@ -233,7 +232,7 @@ class Trainer:
             + (f", at most {tc.max_minutes:g} min of training" if tc.max_minutes is not None else ""))
         how = "bf16 autocast" if self.dtype == "bf16" else "fp32"
         why = f" (train.dtype=auto on {self.device.type})" if tc.dtype == "auto" else ""
-        exact = ("deterministic" if self.deterministic else "not deterministic (train.deterministic=false)")
+        exact = "deterministic" if self.deterministic else f"not deterministic (train.deterministic={tc.deterministic})"
         say(f"precision {how}{why}; {exact}; {torch.get_num_threads()} threads")
         if self.deterministic and self.device.type == "cpu" and not determinism.mkl_reproducible():
             say("warning: MKL_CBWR is not AUTO,STRICT: results may depend on the thread count")

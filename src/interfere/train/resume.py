@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from interfere.errors import CheckpointError, ConfigError
+from interfere.files import atomic_write_text
 from interfere.train import distributed
 from interfere.train.checkpoint import load_checkpoint
 from interfere.train.config import default_node
@@ -134,6 +135,4 @@ def trim_metrics(path: Path, step: int) -> None:
         if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] > step:
             continue
         kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
