@@ -58,3 +58,24 @@ def test_help_lists_every_tool_on_its_own_line():
         lines = p.stdout.splitlines()
         for tool, line in TOOLS.items():
             assert sum(1 for x in lines if x.split()[:1] == [tool] and line in x) == 1, (argv, tool)
+
+
+@pytest.mark.slow
+def test_rules_and_hypotheses_on_a_rule_general_run(tmp_path, capsys):
+    """A few training steps with random rules and FiLM: H3 becomes testable and every bit gets its numbers."""
+    from conftest import TINY_LIFE
+
+    runs_dir = tmp_path / "runs"
+    words = [w for w in TINY_LIFE if not w.startswith("train.steps")]
+    assert main(["train", *words, "train.steps=20", "task.rules=random", "model.n_cond=18", f"runs_dir={runs_dir}",
+                 "--json"]) == 0
+    capsys.readouterr()
+    code, out, err = explore(capsys, "rules", f"runs_dir={runs_dir}", "boards=4", "--json")
+    assert code == 0, err
+    result = json.loads(out)["result"]
+    assert result["testable"] and len(result["bits"]) == 18
+    assert all(0 <= b["stayed"] <= 1 for b in result["bits"] if b["stayed"] is not None)
+    code, out, err = explore(capsys, "hypotheses", f"runs_dir={runs_dir}", "boards=4", "heads=false", "--json")
+    assert code == 0, err
+    h3 = next(v for v in json.loads(out)["result"]["verdicts"] if v["id"] == "H3")
+    assert h3["verdict"] in ("supported", "not supported") and len(h3["criteria"]) == 4

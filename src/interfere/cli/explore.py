@@ -126,19 +126,35 @@ def run(args) -> int:
         print_json(record)
         return 0
     if args.tool == "hypotheses":
-        rows = [[v["id"], v["verdict"], "; ".join(f"{c['name']} = {_num(c['value'])} (needs {c['op']} "
-                                                  f"{c['threshold']:g})" for c in v["criteria"]) or v["note"]]
-                for v in record["result"]["verdicts"]]
-        print_table(f"hypotheses on {run_dir.name}", ["", "verdict", "deciding numbers"], rows)
+        _print_verdicts(record["result"]["verdicts"], run_dir.name)
     else:
-        from interfere.formatting import flatten
-
-        scalars = {k: v for k, v in flatten(record["result"]).items() if not isinstance(v, (list, dict))}
-        print_table(f"{args.tool} on {run_dir.name}", ["", "value"], [[k, v] for k, v in scalars.items()])
+        print_table(f"{args.tool} on {run_dir.name}", ["", "value"], _rows(record["result"]))
     for f in record["files"]:
         print(f"file   {f}")
     return 0
 
 
-def _num(v) -> str:
-    return "none" if v is None else f"{v:.4g}"
+def _print_verdicts(verdicts: list[dict], name: str) -> None:
+    print(f"hypotheses on {name}")
+    for v in verdicts:
+        print(f"  {v['id']}  {v['verdict']}: {v['claim']}")
+        for c in v["criteria"]:
+            value = "none" if c["value"] is None else f"{c['value']:.4g}"
+            print(f"        {c['name']} = {value} (needs {c['op']} {c['threshold']:g}): "
+                  f"{'holds' if c['holds'] else 'fails'}")
+        if not v["criteria"]:
+            print(f"        {v['note']}")
+
+
+def _rows(result: dict) -> list[list]:
+    """A result's numbers as table rows: scalars, and lists of numbers on one line (tables of records left out)."""
+    from interfere.formatting import flatten, fmt
+
+    rows = []
+    for key, value in flatten(result).items():
+        if isinstance(value, list):
+            if not value or not all(v is None or isinstance(v, (int, float)) for v in value):
+                continue
+            value = ", ".join(fmt(v) for v in value)
+        rows.append([key, value])
+    return rows

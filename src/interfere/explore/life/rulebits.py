@@ -81,6 +81,7 @@ class RuleFlips:
     reason: str
     n_boards: int = 0
     accuracy: float | None = None  # the unflipped predictions against the simulator
+    heads: bool = True  # were the heads patched (carry)?
     bits: list[BitFlip] = field(default_factory=list)
 
     def mean(self, key: str) -> float | None:
@@ -132,7 +133,7 @@ def rule_flips(model, task, cells: Cells, bits=range(18), heads: bool = True) ->
     """Flip each bit of `bits` in turn on every board of `cells` (the module docstring's numbers)."""
     if trained_on_one_rule(task):
         return RuleFlips(testable=False, reason=untestable_reason(task))
-    result = RuleFlips(testable=True, reason="the training rules vary", n_boards=len(cells))
+    result = RuleFlips(testable=True, reason="the training rules vary", n_boards=len(cells), heads=heads)
     with eval_mode(model):
         r = cells.rule_bits
         base = predict(model, task, r, cells.cond, cells.boards)

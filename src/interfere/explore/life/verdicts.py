@@ -95,7 +95,7 @@ def h3(maps: AttentionMaps, flips: RuleFlips) -> Verdict:
     if not flips.testable:
         return Verdict("H3", claim, note=flips.reason, testable=False)
     carry = flips.carry()
-    best_carry = (None, "no bit had cells that must change")
+    best_carry = (None, "the best head" if flips.heads else "no head (patching skipped, heads=false)")
     if carry is not None:
         i = int(carry.flatten().argmax())
         best_carry = (float(carry.flatten()[i]), f"L{i // carry.shape[1]}H{i % carry.shape[1]}")
