@@ -23,6 +23,7 @@ def explore(capsys, *words):
 def test_every_tool_prints_one_json_object_and_writes_its_files(tool, tiny_life_run, capsys):
     runs_dir, trained = tiny_life_run
     words = [tool, f"runs_dir={runs_dir}", "--json"] + ([] if tool in ("rule-vectors", "contrib") else FAST)
+    words += ["video=true"] if tool == "attention" else []
     code, out, err = explore(capsys, *words)
     assert code == 0, err
     assert out.count("\n") == 1
@@ -33,6 +34,11 @@ def test_every_tool_prints_one_json_object_and_writes_its_files(tool, tiny_life_
     assert sorted(record["files"]) == sorted(str(p) for p in folder.iterdir())
     assert any(f.endswith(".png") for f in record["files"])
     assert json.loads((folder / "summary.json").read_text())["result"] == record["result"]
+    if tool == "attention":  # a frame per head (2 layers of 2)
+        assert {Path(f).name for f in record["files"]} >= {"attention_heads.mp4", "attention_heads.gif"}
+        import imageio
+
+        assert len(imageio.mimread(folder / "attention_heads.gif")) == 4
     if tool == "hypotheses":
         verdicts = {v["id"]: v["verdict"] for v in record["result"]["verdicts"]}
         assert verdicts["H3"] == "not testable on this model"  # a Conway run

@@ -25,7 +25,7 @@ TOOLS = {
 }
 KEYS = {"run": "run id or dir", "ckpt": "checkpoint dir", "runs_dir": "dir", "device": "auto|cpu|cuda",
         "boards": "N", "seed": "S", "rules": "B36/S23|heldout|...", "heads": "true|false (rules: patch each head)",
-        "head": "L<l>H<h> (contrib)", "query": "row,col", "video": "true|false (attention: MP4 + GIF)"}
+        "head": "L<l>H<h> (contrib)", "query": "row,col", "video": "true|false (attention: MP4 + GIF, a frame per head)"}
 DESCRIPTION = """\
 Test the explorations' hypotheses on a trained Game of Life run (run=<id>, ckpt=<path>; the newest Life run
 by default): H1 attention is a 3x3 stencil, H2 the residual stream linearly encodes each cell's neighbour count

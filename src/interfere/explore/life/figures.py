@@ -50,7 +50,7 @@ def attention(maps, out: Path, query: tuple[int, int] | None = None, video: bool
                          f"{head_label(layer, head)}: every query cell's attention on board t, placed at the cell"))
     paths.append(_mass_bars(maps, out / "attention_mass.png"))
     if video:
-        paths += _sweep(maps.first[layer, head], out / f"attention_sweep_{head_label(layer, head)}")
+        paths += _sweep(maps, query, out / "attention_heads")
     return paths
 
 
@@ -105,24 +105,31 @@ def _mass_bars(maps, path: Path) -> Path:
     return save(fig, path)
 
 
-def _sweep(maps: torch.Tensor, base: Path) -> list[Path]:
-    """A video of one head's attention as the query cell walks the board (a box marks the query cell)."""
-    from matplotlib import colormaps
+def _sweep(maps, query: tuple[int, int], base: Path) -> list[Path]:
+    """A video with one frame per head, layer by layer: its average stencil and query cell `query`'s attention."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from interfere.tasks.life.render import write_gif, write_video
 
-    hw, H, W = maps.shape
-    scale = max(4, 192 // max(H, W))
+    L, nh, H, W = maps.centred.shape
     frames = []
-    top = float(maps.max()) or 1.0
-    for q in range(hw):
-        rgb = (colormaps["magma"](maps[q].numpy() / top)[..., :3] * 255).astype(np.uint8)
-        r, c = divmod(q, W)
-        rgb[r, c] = (80, 200, 255)  # the query cell itself
-        frames.append(np.ascontiguousarray(rgb.repeat(scale, 0).repeat(scale, 1)))
-    pad = [(0, -s % 16) for s in frames[0].shape[:2]] + [(0, 0)]
-    frames = [np.pad(f, pad) for f in frames]
-    return [write_video(frames, base.with_suffix(".mp4"), fps=12), write_gif(frames, base.with_suffix(".gif"), fps=12)]
+    for layer in range(L):
+        for head in range(nh):
+            fig = _figure(6.4, 3.4)
+            a, b = _grid(fig, 1, 2)[0]
+            a.imshow(maps.centred[layer, head].numpy(), cmap="viridis", vmin=0)
+            _box(a, H // 2, W // 2)
+            mass = float(maps.neighbourhood_mass[layer, head])
+            a.set_title(f"{head_label(layer, head)}: average around the query cell (3x3 mass {mass:.2f})", fontsize=8)
+            b.imshow(maps.first[layer, head, query[0] * W + query[1]].numpy(), cmap="magma", vmin=0)
+            _box(b, *query, half=0.5, color="cyan")
+            b.set_title(f"query cell {query}, first board", fontsize=8)
+            canvas = FigureCanvasAgg(fig)
+            canvas.draw()
+            frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+    pad = [(0, -s % 16) for s in frames[0].shape[:2]] + [(0, 0)]  # codecs want sides in multiples of 16
+    frames = [np.pad(f, pad, constant_values=255) for f in frames]
+    return [write_video(frames, base.with_suffix(".mp4"), fps=2), write_gif(frames, base.with_suffix(".gif"), fps=2)]
 
 
 # ----- H2 and H4 ------------------------------------------------------------------------------------------

@@ -122,8 +122,12 @@ def h4(r: LayerRoles) -> Verdict:
         Criterion("first count point - 1 - the most local block (its heads' mean 3x3 mass)",
                   None if g is None else float(g - 1 - r.most_local_block), ">=", 0.0)],
         f"point p is the residual stream after block p - 1 (0 = embeddings); count R^2 first >= "
-        f"{roles.COUNT_R2} at point {g}, next-state AUC first >= {roles.NEXT_AUC} at point {c}; most local "
+        f"{roles.COUNT_R2} at {_point(g)}, next-state AUC first >= {roles.NEXT_AUC} at {_point(c)}; most local "
         f"block {r.most_local_block} (mean 3x3 mass by block: {', '.join(f'{v:.3f}' for v in r.locality)})")
+
+
+def _point(p: int | None) -> str:
+    return "no point" if p is None else f"point {p}"
 
 
 def _pct(x: float | None) -> str:
