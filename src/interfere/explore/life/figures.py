@@ -55,18 +55,18 @@ def attention(maps, out: Path, query: tuple[int, int] | None = None, video: bool
 
 
 def _head_grid(maps: torch.Tensor, path: Path, mark: tuple[int, int], mass, title: str) -> Path:
+    """One panel per head, each coloured from 0 to its own largest value (named in its title)."""
     L, nh = maps.shape[:2]
-    fig = _figure(2.1 * nh + 0.6, 2.1 * L + 0.5)
+    fig = _figure(2.1 * nh, 2.2 * L + 0.4)
     axes = _grid(fig, L, nh)
     for layer in range(L):
         for h in range(nh):
             ax = axes[layer][h]
-            im = ax.imshow(maps[layer, h].numpy(), cmap="viridis", vmin=0)
+            ax.imshow(maps[layer, h].numpy(), cmap="viridis", vmin=0)
             _box(ax, *mark)
             extra = f" 3x3 {float(mass[layer, h]):.2f}" if mass is not None else ""
-            ax.set_title(f"{head_label(layer, h)}{extra}", fontsize=8)
-    fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03)
-    fig.suptitle(title, fontsize=9)
+            ax.set_title(f"{head_label(layer, h)}{extra} (max {float(maps[layer, h].max()):.2f})", fontsize=7)
+    fig.suptitle(title + "; each panel scaled to its max", fontsize=9)
     return save(fig, path)
 
 
