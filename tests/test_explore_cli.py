@@ -58,6 +58,9 @@ def test_table_output_and_usage_errors(tiny_life_run, capsys):
 
 
 def test_help_lists_every_tool_on_its_own_line():
+    from interfere.explore.life import TOOLS as LIBRARY_TOOLS
+
+    assert list(TOOLS) == list(LIBRARY_TOOLS)  # the CLI keeps its own lines so that --help imports no torch
     for argv in (["explore", "--help"], ["explore", "life", "--help"]):
         p = subprocess.run([sys.executable, "-m", "interfere", *argv], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0

@@ -126,7 +126,7 @@ def attention_maps(model, task, cells: Cells) -> AttentionMaps:
             share = board.sum(-1, keepdim=True).clamp_min(1e-12)
             distance += ((by_offset / share) @ dist).sum((1, 3))
             if first is None:
-                first = board[:, 0].reshape(L, nh, hw, H, W)
+                first = board[:, 0].reshape(L, nh, hw, H, W).clone()  # not a view that keeps the chunk alive
     n = len(cells) * hw
     centred /= n
     visible = int(s.attention_mask()[s.query(1).start, : s.query(1).stop].sum())

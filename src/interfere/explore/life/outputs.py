@@ -90,7 +90,7 @@ def explore(tool: str, model, task, out: Path, **opts: Any) -> dict:
 
     opts: boards, seed, rules (every tool that draws boards); heads (rules, hypotheses: patch each head);
     layer, head, query (contrib; query also picks the attention tool's single-cell picture); video (attention:
-    an MP4 and a GIF of the best head as the query cell walks the board); model_name (for summary.md).
+    an MP4 and a GIF with a frame per head); model_name (for summary.md).
     """
     if tool not in RUNNERS:
         raise ValueError(f"unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
