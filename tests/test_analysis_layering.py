@@ -31,3 +31,11 @@ def test_analysis_imports_no_task_trainer_or_cli():
 def test_pretrained_loader_imports_no_task():
     bad = [m for m in imported_modules(ANALYSIS.parent / "model" / "pretrained.py") if m.startswith(FORBIDDEN)]
     assert not bad
+
+
+def test_explore_imports_no_cli():
+    files = sorted((ANALYSIS.parent / "explore").rglob("*.py"))
+    assert len(files) > 5
+    for f in files:
+        bad = sorted(m for m in imported_modules(f) if m.startswith("interfere.cli"))
+        assert not bad, f"{f.name} imports {bad}"

@@ -164,11 +164,14 @@ def test_the_real_program_in_tmux(tiny_life_run, tmp_path):
         for label in ("Train a model", "Continue a run", "Evaluate or compare runs", "Interpret a model",
                       "Write a run's HTML report", "List runs", "Quit"):
             assert label in screen
-        tmux("send-keys", "-t", "menu", *(["Down"] * 5), "Enter")  # List runs
+        lines = screen.splitlines()  # one choice a line: walk from the first to "List runs", wherever it sits
+        downs = next(i for i, x in enumerate(lines) if "List runs" in x) - next(
+            i for i, x in enumerate(lines) if "Train a model" in x)
+        tmux("send-keys", "-t", "menu", *(["Down"] * downs), "Enter")  # List runs
         screen = tmux.wait_for("last loss")  # the command line first, then its table
         table = screen.split("$ interfere runs", 1)[1]
         assert "task" in table and "last loss" in table and "age" in table and out["run"] in table
-        tmux("send-keys", "-t", "menu", "Up", "Up", "Up", "Up", "Up", "Enter")  # Train: the presets
+        tmux("send-keys", "-t", "menu", *(["Up"] * downs), "Enter")  # Train: the presets
         tmux.wait_for("Train: which preset?")
         assert "life_smoke" in tmux.screen()
         tmux("send-keys", "-t", "menu", "Escape")

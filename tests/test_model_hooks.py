@@ -141,3 +141,33 @@ def test_head_detector_finds_a_hand_built_previous_token_head():
     others = scores.clone()
     others[0, 2] = -1
     assert others.max() < 0.6
+
+
+def test_every_hook_shared_with_transformer_lens_native_has_its_shape_at_batch_3():
+    """TransformerLens' own model of the same config is the reference; then its cache helpers run on ours."""
+    from transformer_lens import TransformerBridge
+
+    shape = dict(d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64, n_ctx=12, d_vocab=20, act_fn="gelu",
+                 normalization_type="LN")
+    model = tiny(**shape)
+    native = TransformerBridge.boot_native(dict(shape, positional_embedding_type="standard"), device="cpu")
+    tokens = torch.randint(0, 20, (3, 10))
+    logits, cache = model.run_with_cache(tokens)
+    _, reference = native.run_with_cache(tokens)
+    shared = sorted(set(cache.keys()) & set(reference.keys()))
+    assert len(shared) >= 38 and "hook_pos_embed" in shared
+    assert {k: tuple(cache[k].shape) for k in shared} == {k: tuple(reference[k].shape) for k in shared}
+
+    parts, labels = cache.decompose_resid(layer=2, return_labels=True)  # [components, 3, 10, d]
+    assert labels[:2] == ["embed", "pos_embed"] and parts.shape == (6, 3, 10, 32)
+    assert torch.allclose(parts.sum(0), cache["blocks.1.hook_resid_post"], atol=1e-5)
+    heads = cache.stack_head_results(layer=1, pos_slice=-1)  # layer 0's heads at the last position
+    assert heads.shape == (4, 3, 32)
+    assert torch.allclose(heads.sum(0) + model.blocks[0].attn.b_O, cache["blocks.0.hook_attn_out"][:, -1], atol=1e-5)
+    # Direct logit attributions of every component add up to the model's logit difference (ln_final's
+    # weight is 1 and its bias 0 at initialisation, so the folded and unfolded views agree).
+    answer, wrong = torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
+    attrs = cache.logit_attrs(parts[:, :, -1], tokens=answer, incorrect_tokens=wrong, pos_slice=-1)
+    rows = torch.arange(3)
+    assert attrs.shape == (6, 3)
+    assert torch.allclose(attrs.sum(0), logits[rows, -1, answer] - logits[rows, -1, wrong], atol=1e-4)

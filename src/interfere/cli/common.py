@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import os
 import sys
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from interfere.errors import ConfigError
+from interfere.files import jsonable  # noqa: F401 (one home; the commands import it from here)
 from interfere.formatting import flatten, fmt  # noqa: F401 (the commands' tables use them from here)
 
 
@@ -81,21 +80,6 @@ def is_main_process() -> bool:
 
 
 # ----- output -----------------------------------------------------------------------------------------
-def jsonable(x: Any) -> Any:
-    """Plain JSON types: tensors and numpy scalars to numbers, paths to strings, nan/inf to null."""
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "tolist") and not isinstance(x, (str, bytes)):
-        return jsonable(x.tolist())  # tensors and numpy arrays/scalars
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def print_json(obj: Any, stream=None) -> None:
     stream = stream or sys.stdout
     stream.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")

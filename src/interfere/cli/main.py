@@ -25,6 +25,7 @@ COMMANDS = (
     "generate",
     "eval",
     "interpret",
+    "explore",
     "report",
     "runs",
 )
@@ -39,6 +40,7 @@ examples:
   interfere eval run=<run_id> task.eval.samples=64  evaluate one run on 64 held-out samples
   interfere generate prompt="ROMEO:"                 continue a prompt with a text run
   interfere interpret induction model=smollm2       induction heads of a pretrained model, offline
+  interfere explore life hypotheses                 H1-H4 verdicts for the newest Game of Life run
   interfere report --open                           the newest run's HTML report (runs/<id>/report.html)
   interfere runs                                    list the runs under runs/
   torchrun --standalone --nproc_per_node=2 -m interfere train exp=life_smoke

@@ -329,13 +329,15 @@ class HookedGPT(HookedRootModule):
             raise ValueError(f"sequence of {past + T} tokens is longer than the model's n_ctx={self.cfg.n_ctx}")
         here = slice(past, past + T)  # the positions of this call's tokens
         resid = self.hook_embed(self.embed(tokens))
+        # [B, T, d_model] views of per-position tables, the shape TransformerLens' hooks have (its cache
+        # helpers stack them with the batch's other components)
         if self.cfg.positional_embedding_type == "learned":
-            resid = resid + self.hook_pos_embed(self.pos_embed(T, offset=past))
+            resid = resid + self.hook_pos_embed(self.pos_embed(T, offset=past).expand(B, -1, -1))
         if self.cfg.n_segments:
             seg = self.layout_segment_ids
             if seg is None:
                 raise ValueError("this model has segment embeddings: set_layout(...) must give segment_ids")
-            resid = resid + self.hook_segment_embed(self.segment_embed(seg[here])[None])
+            resid = resid + self.hook_segment_embed(self.segment_embed(seg[here]).expand(B, -1, -1))
         resid = self.drop(resid)
 
         rot = self._rotation(here, positions)
