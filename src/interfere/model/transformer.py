@@ -348,7 +348,9 @@ class HookedGPT(HookedRootModule):
 
         rot = self._rotation(here, positions)
         mask = attn_mask
-        if mask is None and self.layout_attn_mask is not None:
+        if mask is None and self.layout_attn_mask is not None and torch.are_deterministic_algorithms_enabled():
+            mask = self.layout_attn_mask[here, :past + T]  # narrowed keys change the kernels' split over threads
+        elif mask is None and self.layout_attn_mask is not None:
             if self._keys_seen is None:  # a layout buffer assigned directly rather than through set_layout
                 self._keys_seen = keys_seen(self.layout_attn_mask)
             # keys no query of this call can see are left out of attention (Life's targets see only board t)
