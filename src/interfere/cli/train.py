@@ -23,7 +23,7 @@ def EPILOG() -> str:
             "examples:\n"
             "  interfere train exp=life_smoke\n"
             "  interfere train exp=life16 train.steps=500 train.batch_size=64 device=cpu\n"
-            "  interfere train exp=life_smoke task.board=[8,8] model.rope_period=8 --cfg\n"
+            "  interfere train exp=life_smoke task.board=[8,8] --cfg     (model.rope_period follows the board)\n"
             "  interfere train resume=<run_id>              continue a run with its own config\n"
             "  interfere train resume=<run_id> train.steps=4000   ... and train it for longer\n"
             "at the end: runs/<id>/report.html (`interfere report` rewrites it)")

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from interfere.model.layout import Layout  # noqa: F401 (tasks build one; the model owns the type)
+
 
 @dataclass
 class Batch:
@@ -33,20 +35,6 @@ class Batch:
     def n_tokens(self) -> int:
         """Tokens the model processes in this batch (what throughput counts)."""
         return self.inputs.numel()
-
-
-@dataclass
-class Layout:
-    """Per-position data a task fixes for every sequence, stored on the model as buffers.
-
-    positions:   [T] (1-D) or [T, 2] (row, col) integer coordinates for the positional scheme.
-    segment_ids: [T] integer segment of each position (for segment embeddings).
-    attn_mask:   [T, T] bool, True where query i may attend to key j; None means causal.
-    """
-
-    positions: torch.Tensor | None = None
-    segment_ids: torch.Tensor | None = None
-    attn_mask: torch.Tensor | None = None
 
 
 @runtime_checkable

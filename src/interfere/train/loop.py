@@ -176,9 +176,7 @@ class Trainer:
 
     # ----- building ------------------------------------------------------------------------------------
     def _new_model(self):
-        model = build_model(self.cfg.model, vocab_size=self.task.vocab_size, seq_len=self.task.seq_len)
-        model.set_layout(self.task.layout())
-        return model.to(self.device)
+        return build_model(self.cfg.model, self.task.vocab_size, self.task.seq_len, self.task.layout()).to(self.device)
 
     def _create_run(self) -> None:
         run_dir = create_run(self.cfg) if self.dist.is_main else None

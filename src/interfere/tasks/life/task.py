@@ -121,7 +121,7 @@ class LifeTask:
     def layout(self) -> Layout:
         s = self.seq
         return Layout(positions=s.positions().to(self.device), segment_ids=s.segment_ids().to(self.device),
-                      attn_mask=s.attention_mask().to(self.device))
+                      attn_mask=s.attention_mask().to(self.device), torus=(self.height, self.width))
 
     def allowed_inputs(self) -> torch.Tensor:
         return self.seq.allowed_inputs().to(self.device)
