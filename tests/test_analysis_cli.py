@@ -56,6 +56,7 @@ def test_tables_and_options(toy_run, capsys):
     (["induction", "seqlen=5"], "did you mean seq_len"),
     (["attention", "--html"], "unknown option"),
     (["induction", "model=gpt5"], "unknown pretrained model"),
+    (["induction", "seq_len=5000"], "seq_len"),
 ])
 def test_usage_errors(argv, message, toy_run):
     with pytest.raises(ConfigError, match=message):

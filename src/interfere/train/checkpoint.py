@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from interfere.errors import CheckpointError
+from interfere.formatting import first_line
 from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 STATE, OPTIM, WEIGHTS, MODEL_CONFIG = "state.json", "optim.pt", "model.safetensors", "model.json"
@@ -254,9 +255,9 @@ def load_optimizer_state(ckpt_dir: str | Path, map_location: str | torch.device 
                 f"{path} refused: unpickling it would import and call {refused}{also}; a checkpoint's "
                 f"optim.pt may hold only tensors and plain values (loaded with weights_only=True, nothing ran)"
             ) from None
-        raise CheckpointError(f"{path} is unreadable (corrupt pickle): {_first_line(e)}") from None
+        raise CheckpointError(f"{path} is unreadable (corrupt pickle): {first_line(e)}") from None
     except Exception as e:  # truncated zip, wrong format, ...
-        raise CheckpointError(f"{path} is unreadable (truncated or not a torch file): {_first_line(e)}") from None
+        raise CheckpointError(f"{path} is unreadable (truncated or not a torch file): {first_line(e)}") from None
 
 
 _TORCH_GLOBALS = ("torch.", "collections.OrderedDict")  # what torch.save itself writes
@@ -283,10 +284,6 @@ def _pickle_globals(path: Path) -> list[str]:
     except Exception:
         return []
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0].strip()
 
 
 def _check_fits(ckpt_dir: Path, model: torch.nn.Module, loaded: torch.nn.Module) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from interfere.errors import CheckpointError, ConfigError
 from interfere.files import atomic_write_text
+from interfere.formatting import first_line
 from interfere.train import distributed
 from interfere.train.checkpoint import load_checkpoint
 from interfere.train.config import default_node
@@ -41,7 +42,7 @@ def resume_config(resume: str, overrides=(), runs_dir: str | Path = "runs"):
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(_key_overrides(overrides)))
     except Exception as e:
-        raise ConfigError(f"cannot apply overrides to {run_dir / 'config.yaml'}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot apply overrides to {run_dir / 'config.yaml'}: {first_line(e)}") from None
     cfg.resume = str(resume)
     cfg.runs_dir = str(runs_dir)
     for difference in resume_differences(cfg, run_dir):

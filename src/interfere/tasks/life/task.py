@@ -63,6 +63,7 @@ class LifeTask:
 
     vocab_size = VOCAB_SIZE
     n_segments = N_SEGMENTS
+    token_analyses = False  # sequences follow the board layout: random token ids mean nothing to the model
 
     def __init__(self, *, name: str = "life", board=(16, 16), rules="B3/S23", density=(0.1, 0.9),
                  patterns: float = 0.0, horizons: int = 1, scheduled_sampling=None, seed: int = 0,
