@@ -166,8 +166,7 @@ class Menu:
         if not runs:
             print(f"no such runs under {self.runs_dir}/ yet")
             raise Back
-        header, lines = _table(["run", "task", "step", "tokens", "last loss", "age", ""],
-                               runs_cmd.table_rows(runs[::-1]))
+        header, lines = _table(runs_cmd.COLUMNS, runs_cmd.table_rows(runs[::-1]))
         print(f"   {header}")  # over the choices, which start after the pointer " » "
         return select(message, [(line, r["id"]) for line, r in zip(lines, runs[::-1])])
 
@@ -213,7 +212,7 @@ class Menu:
 
     def evaluate(self) -> None:
         runs = self.trained_runs()
-        header, lines = _table(["run", "task", "step", "tokens", "last loss", "age", ""], runs_cmd.table_rows(runs[::-1]))
+        header, lines = _table(runs_cmd.COLUMNS, runs_cmd.table_rows(runs[::-1]))
         print(f"     {header}")  # over the choices, which start after " » ● "
         chosen = ask(questionary.checkbox(
             "Evaluate which runs? (several give one column each)",

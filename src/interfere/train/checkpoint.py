@@ -236,6 +236,30 @@ def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
+    """Why a checkpoint's weights would not load (state.json or model.json unreadable, model.safetensors missing,
+    truncated or foreign), from the files' headers alone (no tensor is read); None when it looks whole."""
+    from safetensors import SafetensorError, safe_open
+
+    ckpt_dir = Path(ckpt_dir)
+    config, weights = ckpt_dir / MODEL_CONFIG, ckpt_dir / WEIGHTS
+    try:
+        read_state(ckpt_dir)
+    except CheckpointError as e:
+        return str(e)
+    try:
+        if not isinstance(json.loads(config.read_text()), dict):
+            return f"{config} is not a model config"
+    except (OSError, ValueError) as e:
+        return f"{config} is unreadable: {first_line(e)}"
+    try:
+        with safe_open(str(weights), "pt"):  # the header must cover the whole file
+            pass
+    except (OSError, SafetensorError) as e:
+        return f"{weights} is unreadable (truncated or not safetensors): {first_line(e)}"
+    return None
+
+
 def load_optimizer_state(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """optim.pt as tensors and plain values only: a pickled object that would run code is refused."""
     path = Path(ckpt_dir) / OPTIM

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from interfere.errors import CheckpointError
-from interfere.train.checkpoint import (STATE, WEIGHTS, atomic_symlink, latest_checkpoint, load_checkpoint, read_state,
-                                        step_dirs)
+from interfere.train.checkpoint import (STATE, WEIGHTS, atomic_symlink, checkpoint_problem, latest_checkpoint,
+                                        load_checkpoint, read_state, step_dirs)
 from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 
@@ -239,7 +239,8 @@ def _task_name(config: Path) -> str | None:
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run, oldest first: id, task (task.name), step, tokens, loss (last logged), acc and acc_name
     (the last accuracy logged: held-out eval if any, e.g. eval/cell_accuracy, else training, e.g. acc_t1),
-    stopped (done | budget | signal | None while running or killed), updated (when its metrics, or its
+    stopped (done | budget | signal | None while running or killed), broken (why the newest checkpoint's
+    weights would not load, or None), updated (when its metrics, or its
     config if none, were last written: seconds since the epoch), path."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
@@ -247,9 +248,10 @@ def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     rows = []
     dirs = [p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink() and (p / "config.yaml").is_file()]
     for d in sorted(dirs, key=lambda p: ((p / "config.yaml").stat().st_mtime, p.name)):
-        step = tokens = stopped = None
+        step = tokens = stopped = broken = None
         ckpt = latest_checkpoint(d)
         if ckpt is not None:
+            broken = checkpoint_problem(ckpt)
             try:
                 state = read_state(ckpt)
                 step, tokens, stopped = state.get("step"), state.get("tokens"), state.get("stopped")
@@ -260,6 +262,6 @@ def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
         acc_name, acc = _last_accuracy(d, records)
         written = d / "metrics.jsonl" if (d / "metrics.jsonl").is_file() else d / "config.yaml"
         rows.append({"id": d.name, "task": _task_name(d / "config.yaml"), "step": step, "tokens": tokens,
-                     "loss": loss, "acc": acc, "acc_name": acc_name, "stopped": stopped,
+                     "loss": loss, "acc": acc, "acc_name": acc_name, "stopped": stopped, "broken": broken,
                      "updated": written.stat().st_mtime, "path": str(d)})
     return rows
