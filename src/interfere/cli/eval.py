@@ -90,10 +90,10 @@ def _evaluate(target, runs_dir, device, samples, seed, rules=None) -> dict:
 
     import interfere
     from interfere.train.checkpoint import read_state
-    from interfere.train.runs import resolve_checkpoint, run_dir_of
+    from interfere.train.runs import resolve_checkpoint, run_config, run_dir_of
 
     ckpt = resolve_checkpoint(target, runs_dir)
-    run_cfg = OmegaConf.load(run_dir_of(ckpt) / "config.yaml")
+    run_cfg = run_config(run_dir_of(ckpt))
     if samples is None:
         samples = OmegaConf.select(run_cfg, "task.eval.samples")
     if seed is None:

@@ -12,6 +12,7 @@ import sys
 from interfere.cli.common import option, parse_words, to_bool, to_int
 from interfere.errors import CheckpointError, ConfigError
 
+ELSEWHERE = "copy the run into a writable runs_dir=<dir> and pass run=<id> runs_dir=<dir>"  # when its folder refuses
 HELP = "test hypotheses about a trained model: explore life <tool> (H1-H4 on a Game of Life run)"
 TOOLS = {
     "attention": "H1: each head's attention on board t, query-centred average and 3x3 mass vs uniform",

@@ -152,7 +152,7 @@ class Menu:
         try:
             status = main(argv)
         except Exception as e:  # noqa: BLE001 - a bug in an action must not end the menus
-            _error(RuntimeError(f"{type(e).__name__}: {e}"))
+            _error(f"{type(e).__name__}: {e}")
             status = 1
         if status:
             print(f"(exit status {status})")

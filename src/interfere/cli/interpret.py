@@ -26,6 +26,7 @@ pretrained model loaded offline (model=smollm2). Each writes PNGs under the run'
 object with --json. Without a prompt the tools use repeated random tokens ([BOS] r r), on which every
 model that has learned induction has something to show."""
 
+ELSEWHERE = "give out=<a writable folder> for the plots, or plots=false"  # when the run's folder refuses them
 TOOLS = ("logit-lens", "attention", "induction", "patch", "dla", "probe")
 
 COMMON = {

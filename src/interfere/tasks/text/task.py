@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,6 +12,7 @@ import numpy as np
 import torch
 
 from interfere.errors import ConfigError
+from interfere.files import atomic_write
 from interfere.tasks.base import Batch, Layout
 from interfere.tasks.text import metrics as M
 from interfere.tasks.text.corpus import corpus_from_config
@@ -106,16 +105,8 @@ class TextTask:
         if (directory / META).is_file():
             return load_tokenizer(directory)
         tok = build()
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=name + ".tmp-", dir=directory.parent))
-        try:
+        with atomic_write(directory, directory=True, keep_existing=True) as tmp:  # another process may store it too
             tok.save(tmp)
-            os.rename(tmp, directory)
-        except OSError:  # another process stored it first
-            if not (directory / META).is_file():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return tok
 
     def save(self, run_dir: str | os.PathLike) -> Path:
