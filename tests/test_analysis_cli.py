@@ -13,7 +13,7 @@ from interfere.errors import ConfigError
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A few steps of exp=induction_toy on a smaller model: a real run directory with a checkpoint."""
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train import train
 
     runs = tmp_path_factory.mktemp("runs")

@@ -131,6 +131,8 @@ register("toy", lambda: ToyTask)
 def one_thread():
     """Tiny models run fastest on one thread, and the test machine's cores are shared (oversubscribed
     threads made these tests 20x slower). Import this into a test module to apply it there."""
+
+    headline = "acc"
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

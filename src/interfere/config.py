@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from interfere.errors import ConfigError
 from interfere.formatting import first_line
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 CONFIG_NAME = "config"
 
 # Types of keys whose default is null (every other key must keep the type of its default).

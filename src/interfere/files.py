@@ -100,6 +100,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def cache_dir() -> Path:
+    """Where caches live (tokenized corpora, tokenizers, converted pretrained models): $INTERFERE_CACHE, else
+    ~/.cache/interfere."""
+    return Path(os.environ.get("INTERFERE_CACHE") or "~/.cache/interfere").expanduser()
+
+
 # ----- when the disk says no ---------------------------------------------------------------------------
 _WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
         errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",

@@ -176,7 +176,7 @@ class Menu:
 
     # ... the actions
     def train(self) -> None:
-        from interfere.cli.config import describe, experiments
+        from interfere.config import describe, experiments
 
         width = max(len(e) for e in experiments())
         choice = select("Train: which preset?", [(f"{e:<{width}}  {describe('exp', e)}", e) for e in experiments()]
@@ -187,7 +187,7 @@ class Menu:
             self.execute(argv)
 
     def custom(self) -> list[str]:
-        from interfere.cli.config import compose, experiments
+        from interfere.config import compose, experiments
 
         exp = select("Start from which preset?", [(e, e) for e in experiments()], default="life_smoke")
         cfg = compose([f"exp={exp}"])

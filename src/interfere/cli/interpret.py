@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from interfere.cli.common import option, to_bool, to_float, to_int
+from interfere.cli.words import RUN_KEYS, load_run, option, parse_words, to_bool, to_float, to_int
 from interfere.formatting import first_line
 from interfere.errors import ConfigError
 
@@ -30,11 +30,8 @@ ELSEWHERE = "give out=<a writable folder> for the plots, or plots=false"  # when
 TOOLS = ("logit-lens", "attention", "induction", "patch", "dla", "probe")
 
 COMMON = {
-    "run": "run id or dir",
-    "ckpt": "checkpoint dir",
+    **RUN_KEYS,
     "model": "pretrained name (smollm2)",
-    "runs_dir": "dir",
-    "device": "auto|cpu|cuda",
     "seed": "S",
     "out": "plots dir",
     "plots": "true|false",
@@ -92,8 +89,6 @@ def _split_argv(argv: list[str]) -> tuple[str, list[str], bool]:
 
 
 def _parse(tool: str, words: list[str]) -> dict[str, str]:
-    from interfere.cli.common import parse_words
-
     if tool not in TOOLS:
         import difflib
 
@@ -172,13 +167,10 @@ def _load(opts) -> Target:
 
         return Target(model, name, Path(runs_dir) / "pretrained" / name / "assets" / "plots", bos_id(model),
                       default_vocab_range(model), "pretrained")
-    import interfere
     from interfere.analysis.induction import default_vocab_range
-    from interfere.train.runs import resolve_checkpoint, run_dir_of
+    from interfere.train.runs import run_dir_of
 
-    target = opts.get("run") or opts.get("ckpt")
-    ckpt = resolve_checkpoint(target, runs_dir)
-    model, task = interfere.load(str(ckpt), runs_dir=runs_dir, device=device)
+    model, task, ckpt = load_run(opts)
     if getattr(model, "tokenizer", None) is None and getattr(task, "tokenizer", None) is not None:
         model.tokenizer = task.tokenizer
     bos = getattr(task, "bos_id", None)  # a task that starts its sequences with a BOS says which

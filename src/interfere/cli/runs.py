@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from interfere.cli.common import add_json, add_overrides, parse_words, print_json, print_table
+from interfere.cli.common import add_json, add_overrides, print_json, print_table
+from interfere.cli.words import parse_words
 from interfere.formatting import age
 
 HELP = "list the runs under runs/ (task, step, tokens, last loss, age; * marks runs/latest; broken weights flagged)"

@@ -17,7 +17,7 @@ and an experiment preset exp/<name>.yaml applied last. Works as is under
 
 
 def EPILOG() -> str:
-    from interfere.cli.config import experiments
+    from interfere.config import experiments
 
     return (f"experiments (exp=<name>): {', '.join(experiments())}\n"
             "examples:\n"
@@ -46,7 +46,7 @@ def _resume_config(overrides: list[str]):
 
 
 def run(args) -> int:
-    from interfere.cli.config import compose, to_yaml
+    from interfere.config import compose, to_yaml
 
     cfg = _resume_config(args.overrides) or compose(args.overrides)
     if args.cfg:

@@ -35,8 +35,8 @@ from typing import Any
 
 from interfere.errors import ConfigError
 from interfere.files import atomic_write
+from interfere.files import cache_dir as cache_root
 
-ENV_CACHE = "INTERFERE_CACHE"
 _FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
@@ -72,10 +72,6 @@ def spec(name: str) -> PretrainedSpec:
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; known: {', '.join(sorted(PRETRAINED))}")
     return PRETRAINED[name]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(ENV_CACHE) or "~/.cache/interfere").expanduser()
 
 
 def cache_dir(name: str) -> Path:

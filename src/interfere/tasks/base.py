@@ -9,11 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
 
 from interfere.model.layout import Layout  # noqa: F401 (tasks build one; the model owns the type)
+
+
+def plain(x):
+    """Hydra/OmegaConf containers -> dicts and lists (they duck-type, but tensors and == want the real thing)."""
+    if isinstance(x, Mapping):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
+        return [plain(v) for v in x]
+    return x
+
+
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of global batch `step` of a stream seeded `seed`: batches depend on (seed, step) only."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
 
 
 @dataclass
@@ -43,6 +57,7 @@ class Task(Protocol):
 
     vocab_size: int
     seq_len: int
+    headline: str  # the key of evaluate()'s dict that sums a run up (what `interfere runs` shows)
 
     def layout(self) -> Layout:
         """Positions, segments and attention mask to install on the model (see HookedGPT.set_layout)."""

@@ -282,15 +282,22 @@ def _pickle_globals(path: Path) -> list[str]:
             data = path.read_bytes()
     except (OSError, StopIteration, zipfile.BadZipFile):
         return []
-    found, strings = [], []
+    found, pushed, memo = [], [], {}  # pushed: the values ops put on the stack, as far as names go
     try:
         for op, arg, _ in pickletools.genops(data):
             if op.name in ("GLOBAL", "INST"):
                 found.append(str(arg).replace(" ", "."))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]}.{strings[-1]}")
-            elif isinstance(arg, str):
-                strings.append(arg)
+            elif op.name == "STACK_GLOBAL" and len(pushed) >= 2:
+                found.append(f"{pushed[-2]}.{pushed[-1]}")
+                pushed.append(found[-1])
+            elif op.name == "MEMOIZE" and pushed:
+                memo[len(memo)] = pushed[-1]
+            elif op.name.endswith("PUT") and pushed:
+                memo[arg] = pushed[-1]
+            elif op.name.endswith("GET"):
+                pushed.append(memo.get(arg))
+            else:
+                pushed.append(arg if isinstance(arg, str) else None)
     except Exception:  # noqa: BLE001 - a damaged pickle: what was read so far
         pass
     return list(dict.fromkeys(found))

@@ -17,6 +17,7 @@ from typing import Any
 from interfere.errors import CheckpointError
 from interfere.files import atomic_symlink, atomic_write_text
 from interfere.formatting import first_line
+from interfere.tasks import headline_metric
 from interfere.train.checkpoint import (STATE, WEIGHTS, checkpoint_problem, latest_checkpoint,
                                         load_checkpoint, read_state, step_dirs)
 from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
@@ -223,10 +224,6 @@ def load(run_or_ckpt=None, runs_dir: str | Path = "runs", device=None):
     return model, task
 
 
-# Accuracy-like metrics a row shows, best first: held-out evaluation, then the training batches'.
-ACCURACY_KEYS = ("eval/cell_accuracy", "eval/accuracy", "eval/acc", "acc_t1", "accuracy", "acc")
-
-
 def _tail_records(metrics: Path, nbytes: int = 65536) -> list[dict]:
     """The last records of metrics.jsonl (reads only the file's tail), oldest first."""
     if not metrics.is_file():
@@ -246,23 +243,19 @@ def _tail_records(metrics: Path, nbytes: int = 65536) -> list[dict]:
     return out
 
 
-def _last_accuracy(run_dir: Path, records: list[dict]) -> tuple[str | None, float | None]:
-    """(metric name, value) of the run's last logged accuracy: eval.json's, else the best-ranked key logged."""
-    eval_file = run_dir / "eval.json"
-    if eval_file.is_file():
-        try:
-            final = json.loads(eval_file.read_text())
-        except ValueError:
-            final = {}
-        for key in ACCURACY_KEYS:
-            name = key.removeprefix("eval/")
-            if key.startswith("eval/") and isinstance(final.get(name), (int, float)):
-                return key, final[name]
-    for key in ACCURACY_KEYS:
-        for rec in reversed(records):
-            if isinstance(rec.get(key), (int, float)):
-                return key, rec[key]
-    return None, None
+def _last_headline(run_dir: Path, records: list[dict], headline: str | None) -> tuple[str | None, float | None]:
+    """(eval/<headline>, its value) for the run's task's headline metric: eval.json's, else the last logged."""
+    if headline is None:
+        return None, None
+    try:
+        final = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        final = {}
+    if isinstance(final, dict) and isinstance(final.get(headline), (int, float)):
+        return f"eval/{headline}", final[headline]
+    value = next((r[f"eval/{headline}"] for r in reversed(records)
+                  if isinstance(r.get(f"eval/{headline}"), (int, float))), None)
+    return (f"eval/{headline}", value) if value is not None else (None, None)
 
 
 def _task_name(config: Path) -> str | None:
@@ -285,7 +278,7 @@ def _born(run_dir: Path) -> float:
 
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run, oldest first: id, task (task.name), step, tokens, loss (last logged), acc and acc_name
-    (the last accuracy logged: held-out eval if any, e.g. eval/cell_accuracy, else training, e.g. acc_t1),
+    (the task's headline metric, e.g. eval/cell_accuracy for Life: eval.json's, else the last evaluation logged),
     stopped (done | budget | signal | None while running or killed), broken (why the newest checkpoint's
     weights would not load, or None), updated (when its metrics, or its
     config if none, were last written: seconds since the epoch), path."""
@@ -310,9 +303,10 @@ def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
                 pass
         records = _tail_records(d / "metrics.jsonl")
         loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
-        acc_name, acc = _last_accuracy(d, records)
+        task = _task_name(d / "config.yaml")
+        acc_name, acc = _last_headline(d, records, headline_metric(task))
         written = next((f for f in (d / "metrics.jsonl", d / "config.yaml") if f.is_file()), d)
-        rows.append({"id": d.name, "task": _task_name(d / "config.yaml"), "step": step, "tokens": tokens,
+        rows.append({"id": d.name, "task": task, "step": step, "tokens": tokens,
                      "loss": loss, "acc": acc, "acc_name": acc_name, "stopped": stopped, "broken": broken,
                      "updated": written.stat().st_mtime, "path": str(d)})
     return rows

@@ -23,17 +23,11 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from interfere.errors import ConfigError
-from interfere.files import atomic_write, atomic_write_text
+from interfere.files import atomic_write, atomic_write_text, cache_dir as default_cache_dir
 from interfere.tasks.text.corpus import Corpus, doc_hash_value
 
 FORMAT = 1
 ENCODE_CHUNK_CHARS = 4_000_000  # documents are tokenized in batches of about this many characters
-
-
-def default_cache_dir() -> Path:
-    """$INTERFERE_CACHE_DIR, else ~/.cache/interfere."""
-    env = os.environ.get("INTERFERE_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "interfere"
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
