@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from interfere.errors import ConfigError
+from interfere.sequences import repeat_a_segment
 from interfere.tasks.base import Batch, Layout, plain, step_generator
 
 BOS = 0
@@ -83,18 +84,8 @@ class RepeatTask:
     # ----- data -----------------------------------------------------------------------------------
     def sample(self, generator: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tokens [n, seq_len + 1], segment starts [n], segment lengths [n]), on the CPU."""
-        T1 = self.seq_len + 1
-        low = 1 if self.bos else 0
-        tokens = torch.randint(low, self.vocab_size, (n, T1), generator=generator)
-        if self.bos:
-            tokens[:, 0] = BOS
-        lengths = torch.randint(self.seg_min, self.seg_max + 1, (n,), generator=generator)
-        room = T1 - low - 2 * lengths + 1  # number of possible starts for each row, >= 1
-        starts = low + (torch.rand(n, generator=generator) * room).long().clamp(max=room - 1)
-        idx = torch.arange(T1)[None].expand(n, -1)
-        in_copy = (idx >= (starts + lengths)[:, None]) & (idx < (starts + 2 * lengths)[:, None])
-        tokens = tokens.gather(1, torch.where(in_copy, idx - lengths[:, None], idx))
-        return tokens, starts, lengths
+        return repeat_a_segment(generator, n, self.seq_len + 1, 1 if self.bos else 0, self.vocab_size,
+                                BOS if self.bos else None, self.seg_min, self.seg_max)
 
     def _batch(self, tokens: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor) -> RepeatBatch:
         T = self.seq_len
