@@ -65,3 +65,13 @@ def test_every_part_of_the_house_has_a_rule():
 def test_imports_follow_the_arrows(path):
     bad = sorted(m for m in imported_modules(path) if m.startswith(FORBIDDEN[part_of(path)]))
     assert not bad, f"{path.name} ({part_of(path) or 'interfere'}) imports {bad}"
+
+
+def test_tasks_declare_their_headline_metric_and_the_trainer_names_none():
+    from interfere.tasks import REGISTRY, headline_metric
+
+    assert {name: headline_metric(name) for name in ("life", "text", "repeat")} == {
+        "life": "cell_accuracy", "text": "accuracy", "repeat": "acc_second"}
+    assert all(isinstance(getattr(loader(), "headline", None), str) for loader in REGISTRY.values())
+    trainer = "".join(p.read_text() for p in (SRC / "train").glob("*.py"))
+    assert not any(name in trainer for name in ("cell_accuracy", "acc_t1", "board_accuracy"))

@@ -32,6 +32,8 @@ class SimulatedCrash(RuntimeError):
 
 
 class ToyTask:
+    headline = "acc"  # the evaluate() key `interfere runs` shows
+
     def __init__(self, name: str = "toy", n: int = 4, symbols: int = 6, seed: int = 0, variant: str = "copy",
                  leak: str | None = None, crash_at: int | None = None, eval: dict | None = None, cond: int = 0,
                  nan_at: list | None = None, signal_at: int | None = None, signal: str = "SIGTERM", device="cpu"):
@@ -131,8 +133,6 @@ register("toy", lambda: ToyTask)
 def one_thread():
     """Tiny models run fastest on one thread, and the test machine's cores are shared (oversubscribed
     threads made these tests 20x slower). Import this into a test module to apply it there."""
-
-    headline = "acc"
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

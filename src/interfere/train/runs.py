@@ -278,7 +278,7 @@ def _born(run_dir: Path) -> float:
 
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run, oldest first: id, task (task.name), step, tokens, loss (last logged), acc and acc_name
-    (the task's headline metric, e.g. eval/cell_accuracy for Life: eval.json's, else the last evaluation logged),
+    (the task's headline metric, eval.json's, else the last evaluation logged),
     stopped (done | budget | signal | None while running or killed), broken (why the newest checkpoint's
     weights would not load, or None), updated (when its metrics, or its
     config if none, were last written: seconds since the epoch), path."""
