@@ -60,7 +60,7 @@ bench: install
 	@set -e; for f in $(filter-out $(QUALITY) benchmarks/reference.py,$(sort $(wildcard benchmarks/*.py))); do \
 		echo "== $$f"; $(BIN)/python $$f; done
 
-# Quality in a fixed CPU budget: 30 minutes of training for Conway, then 30 for random rules (about 75 min).
+# Quality in a fixed CPU budget: 30 minutes of training for Conway, then 60 for every rule (about 1h50 with evaluation).
 bench-life: install
 	$(BIN)/python benchmarks/life_accuracy.py --rules B3/S23
 	$(BIN)/python benchmarks/life_accuracy.py --rules random

@@ -84,7 +84,7 @@ def test_compose_defaults_exp_and_inherited_exp():
     assert smoke.train.batch_size == 16 and smoke.task.eval.samples == 256
     t3 = compose(["exp=life32_t3"])  # life32_t3.yaml has `defaults: [life32]`
     assert t3.name == "life32_t3"
-    assert t3.model.d_model == 256 and t3.task.board == [32, 32] and t3.task.rules == "random"  # from life32
+    assert t3.model.d_model == 128 and t3.task.board == [32, 32] and t3.task.rules == "random"  # from life32
     assert t3.task.horizons == 3 and t3.task.scheduled_sampling.max_prob == 0.5  # its own
     added = compose(["+train.stepz=5"])
     assert added.train.stepz == 5

@@ -207,3 +207,19 @@ def test_every_parameter_of_a_film_model_gets_a_gradient_and_is_in_the_optimizer
     # FiLM starts as the identity and the rule now changes the model's output
     other = batch.model_kwargs["cond"].flip(0)
     assert not torch.allclose(model(batch.inputs, cond=other), model(batch.inputs, **batch.model_kwargs))
+
+
+def test_the_rule_general_preset_trains_on_training_rules_with_film_and_no_aids():
+    from interfere.cli.config import compose
+    from interfere.model import build_model
+    from interfere.tasks import build_task
+
+    cfg = compose(["exp=life16_rules"])
+    task = build_task(cfg.task, "cpu")
+    model = build_model(cfg.model, task.vocab_size, task.seq_len)
+    assert model.cfg.n_cond == 18 and model.cfg.act_fn == "swiglu" and task.varies
+    held = set(R.split_ids("heldout").tolist())
+    for end, stream in task.curriculum:  # every phase, Conway's and the 16 rules', draws training rules only
+        assert not set(stream.rule_ids.tolist()) & held
+    # locality and counting are the model's to learn: each target sees all of board t, not a 3x3 stencil
+    assert (task.layout().attn_mask[-task.height * task.width:].sum(-1) >= task.height * task.width).all()

@@ -120,3 +120,32 @@ def test_fused_and_explicit_agree_with_the_life_task_layout(horizons):
     fused, explicit, fused_calls = _logits_both_ways(model, batch.inputs)
     assert fused_calls == model.cfg.n_layers
     assert (fused - explicit).abs().max() <= 1e-5
+
+
+def test_keys_seen_matches_a_direct_count():
+    from interfere.model.transformer import keys_seen
+
+    mask = torch.rand(9, 9) < 0.3
+    mask[:, 0] = True
+    direct = [max(j for j in range(9) if mask[i, j]) + 1 for i in range(9)]
+    assert keys_seen(mask) == direct
+
+
+def test_keys_no_query_sees_are_left_out_of_fused_attention():
+    from interfere.tasks.life.task import LifeTask
+
+    task = LifeTask(board=[4, 4], horizons=1)
+    model = tiny(n_ctx=task.seq_len, d_vocab=task.vocab_size, n_segments=4,
+                 positional_embedding_type="rope2d", rotary_dim=8, rope_period=4).set_layout(task.layout())
+    visible = int(task.layout().attn_mask.any(0).nonzero().max()) + 1
+    assert visible < task.seq_len  # the one-step targets see board t, not each other
+    tokens = task.train_batch(0, 2).inputs
+    with mock.patch("interfere.model.transformer.F.scaled_dot_product_attention",
+                    wraps=F.scaled_dot_product_attention) as sdpa:
+        fused = model(tokens)
+    assert {call.args[1].shape[2] for call in sdpa.call_args_list} == {visible}
+    # the explicit path still shows every key (zero attention on the unseen ones), as TransformerLens does
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    pattern = cache["blocks.0.attn.hook_pattern"]
+    assert pattern.shape[-1] == task.seq_len and pattern[..., visible:].abs().max() == 0
+    assert torch.allclose(fused, model(tokens, attn_mask=task.layout().attn_mask), atol=1e-5)

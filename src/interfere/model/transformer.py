@@ -125,6 +125,7 @@ class Attention(nn.Module):
         """x: [B, T, d_model], or [B, T, 3, H, d_model] per-head inputs when use_split_qkv_input.
 
         mask: [T_q, T_k] bool (True = may attend), or None for causal (the queries are the last T_q keys).
+        A mask narrower than the keys means no query sees the keys beyond it: the fused path leaves them out.
         """
         cfg = self.cfg
         B, T = x.shape[:2]
@@ -146,6 +147,7 @@ class Attention(nn.Module):
             scores = q @ k.transpose(-1, -2) / math.sqrt(cfg.d_head)
             if mask is None:
                 mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)
+            mask = F.pad(mask, (0, T_k - mask.shape[-1]), value=False)  # hooks see every key, as TransformerLens
             scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
             pattern = self.hook_pattern(scores.softmax(dim=-1))
             z = F.dropout(pattern, p_drop, self.training) @ v
@@ -153,6 +155,8 @@ class Attention(nn.Module):
             if mask is None and T != T_k and T > 1:  # new queries after cached keys: causal with an offset
                 mask = torch.ones(T, T_k, dtype=torch.bool, device=x.device).tril(T_k - T)
             causal = mask is None and T > 1
+            if mask is not None and mask.shape[-1] < T_k:
+                k, v = k[:, :, :mask.shape[-1]], v[:, :, :mask.shape[-1]]
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop, is_causal=causal)
         z = self.hook_z(z.transpose(1, 2))  # [B, T, H, d_head]
         if cfg.use_attn_result:
@@ -262,6 +266,7 @@ class HookedGPT(HookedRootModule):
         self.register_buffer("layout_positions", None)
         self.register_buffer("layout_segment_ids", None)
         self.register_buffer("layout_attn_mask", None)
+        self._keys_seen: list[int] | None = None  # per query row: 1 + its last visible key
         self.activation_checkpointing = False
         self.reset_parameters()
         self.setup()  # names every HookPoint (HookedRootModule)
@@ -301,6 +306,7 @@ class HookedGPT(HookedRootModule):
             setattr(self, f"layout_{field}", value)
         if self.layout_attn_mask is not None and not self.layout_attn_mask.any(-1).all():
             raise ValueError("layout.attn_mask has a row with no allowed key; every query must see something")
+        self._keys_seen = None if self.layout_attn_mask is None else keys_seen(self.layout_attn_mask)
         return self
 
     def set_activation_checkpointing(self, on: bool = True) -> None:
@@ -341,8 +347,12 @@ class HookedGPT(HookedRootModule):
         resid = self.drop(resid)
 
         rot = self._rotation(here, positions)
-        mask = attn_mask if attn_mask is not None else (
-            self.layout_attn_mask[here, :past + T] if self.layout_attn_mask is not None else None)
+        mask = attn_mask
+        if mask is None and self.layout_attn_mask is not None:
+            if self._keys_seen is None:  # a layout buffer assigned directly rather than through set_layout
+                self._keys_seen = keys_seen(self.layout_attn_mask)
+            # keys no query of this call can see are left out of attention (Life's targets see only board t)
+            mask = self.layout_attn_mask[here, :min(past + T, max(self._keys_seen[here]))]
         if self.cfg.n_cond and cond is None:
             raise ValueError(f"this model is FiLM-conditioned: pass cond=[batch, {self.cfg.n_cond}]")
         cond = cond if self.cfg.n_cond else None
@@ -469,3 +479,10 @@ class HookedGPT(HookedRootModule):
     def OV(self):
         from transformer_lens import FactoredMatrix
         return FactoredMatrix(self.W_V, self.W_O)
+
+
+def keys_seen(mask: torch.Tensor) -> list[int]:
+    """For each query row of a [T, T] attention mask, 1 + the index of the last key it may attend to."""
+    T = mask.shape[-1]
+    last = torch.where(mask, torch.arange(1, T + 1, device=mask.device), 0).amax(-1)
+    return last.tolist()
