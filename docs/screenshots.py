@@ -43,11 +43,11 @@ def report_png(run_dir: Path, out: Path) -> None:
 
 
 def menu_png(runs_parent: Path, out: Path) -> None:
-    """`interfere` with no arguments in a 100x30 tmux terminal, its screen once the main menu is drawn."""
+    """`interfere` with no arguments in a 120x30 tmux terminal, its screen once the main menu is drawn."""
     socket = f"interfere-shots-{time.time_ns()}"
     tmux = ["tmux", "-L", socket]
     program = shlex.join([sys.executable, "-m", "interfere"])
-    subprocess.run([*tmux, "new-session", "-d", "-s", "menu", "-x", "100", "-y", "30", "-c", str(runs_parent),
+    subprocess.run([*tmux, "new-session", "-d", "-s", "menu", "-x", "120", "-y", "30", "-c", str(runs_parent),
                     f"env TERM=xterm-256color {program}"], check=True)
     try:
         deadline, screen = time.monotonic() + 120, ""
