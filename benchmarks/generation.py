@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from interfere.generate import generate
+from interfere.model.generate import generate
 from interfere.model import HookedGPT, ModelConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"

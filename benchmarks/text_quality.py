@@ -105,7 +105,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.tasks import build_task
     from interfere.train import train
 

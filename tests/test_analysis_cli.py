@@ -13,7 +13,7 @@ from interfere.errors import ConfigError
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A few steps of exp=induction_toy on a smaller model: a real run directory with a checkpoint."""
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train import train
 
     runs = tmp_path_factory.mktemp("runs")
@@ -56,6 +56,7 @@ def test_tables_and_options(toy_run, capsys):
     (["induction", "seqlen=5"], "did you mean seq_len"),
     (["attention", "--html"], "unknown option"),
     (["induction", "model=gpt5"], "unknown pretrained model"),
+    (["induction", "seq_len=5000"], "seq_len"),
 ])
 def test_usage_errors(argv, message, toy_run):
     with pytest.raises(ConfigError, match=message):

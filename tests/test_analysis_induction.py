@@ -126,7 +126,7 @@ def test_repeat_task_evaluate():
 # ----- the induction toy ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_induction_toy_learns_an_induction_head(tmp_path, capsys):
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.cli.interpret import run
     from interfere.train import train
 

@@ -74,7 +74,7 @@ def test_help_and_version_via_the_module():
 
 # ----- composition -----------------------------------------------------------------------------------
 def test_compose_defaults_exp_and_inherited_exp():
-    from interfere.cli.config import compose, experiments
+    from interfere.config import compose, experiments
 
     assert {"life_smoke", "life16", "life32", "life32_t3"} <= set(experiments())
     base = compose([])
@@ -114,7 +114,7 @@ def test_wrong_value_type_names_the_key():
 
 
 def test_a_nullable_key_set_by_an_experiment_can_be_nulled():
-    from interfere.cli.config import compose
+    from interfere.config import compose
 
     cfg = compose(["exp=shakespeare", "train.tokens=null", "train.steps=5"])
     assert cfg.train.tokens is None and cfg.train.steps == 5
@@ -225,3 +225,23 @@ def test_eval_on_other_rules_says_whether_the_run_trained_on_them(trained, tmp_p
                      f"task.rules={rules}"]) == 0
         metrics = json.loads(capsys.readouterr().out)
         assert metrics[key] == value, (rules, metrics)
+
+
+# ----- one parser: a misspelt key gets did-you-mean in every command ------------------------------------------
+@pytest.mark.parametrize("argv, suggestion", [
+    (["train", "train.stepz=5"], "did you mean train.steps=5?"),
+    (["eval", "sampels=5"], None),  # no close key: the list of keys instead
+    (["eval", "rnu=x"], "did you mean run=x?"),
+    (["generate", "promt=hi"], "did you mean prompt=hi?"),
+    (["interpret", "induction", "seqlen=5"], "did you mean seq_len=5?"),
+    (["explore", "life", "attention", "bords=3"], "did you mean boards=3?"),
+    (["report", "rn=x"], "did you mean run=x?"),
+    (["runs", "runs_dri=x"], "did you mean runs_dir=x?"),
+])
+def test_a_misspelt_key_gets_did_you_mean_in_every_command(argv, suggestion, tmp_path, capsys):
+    from interfere.cli.main import main
+
+    assert main([*argv, f"runs_dir={tmp_path}"] if argv[0] != "runs" else argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interfere: error: "), err
+    assert (suggestion or "it takes run=<") in err[0]

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from toy_task import one_thread  # noqa: F401 (autouse fixture)
 
-from interfere.generate import (
+from interfere.model.generate import (
     PRESETS,
     filter_logits,
     generate,

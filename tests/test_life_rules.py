@@ -210,7 +210,7 @@ def test_every_parameter_of_a_film_model_gets_a_gradient_and_is_in_the_optimizer
 
 
 def test_the_rule_general_preset_trains_on_training_rules_with_film_and_no_aids():
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.model import build_model
     from interfere.tasks import build_task
 

@@ -1,5 +1,6 @@
 """HookedGPT speaks TransformerLens: hook names, the model protocol, patching and the head detector."""
 
+import pytest
 import torch
 from transformer_lens import patching
 from transformer_lens import utilities as utils
@@ -171,3 +172,21 @@ def test_every_hook_shared_with_transformer_lens_native_has_its_shape_at_batch_3
     rows = torch.arange(3)
     assert attrs.shape == (6, 3)
     assert torch.allclose(attrs.sum(0), logits[rows, -1, answer] - logits[rows, -1, wrong], atol=1e-4)
+
+
+def test_weight_views_for_transformer_lens_tools():
+    """QK / OV are the per-head bilinear forms (W_Q W_K^T, W_V W_O) TransformerLens' circuit tools read;
+    tokens_to_residual_directions is the unembedding column logit_attrs projects onto."""
+    model = tiny()
+    l, h = 1, 2
+    attn = model.blocks[l].attn
+    assert torch.allclose(model.QK.AB[l, h], attn.W_Q[h] @ attn.W_K[h].T, atol=1e-6)
+    assert torch.allclose(model.OV.AB[l, h], attn.W_V[h] @ attn.W_O[h], atol=1e-6)
+    assert torch.equal(model.tokens_to_residual_directions(7), model.unembed.weight[7])
+    tokens = torch.randint(0, 20, (1, 6))
+    _, cache = model.run_with_cache(tokens)
+    attrs = cache.logit_attrs(cache.accumulated_resid(layer=2, pos_slice=-1), tokens=tokens[0, -1])
+    assert attrs.shape[0] == 3 and torch.isfinite(attrs).all()
+    model.set_use_attn_in(False)  # TransformerLens' patching calls it; per-head attn_in it refuses
+    with pytest.raises(NotImplementedError):
+        model.set_use_attn_in(True)

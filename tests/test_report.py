@@ -249,7 +249,8 @@ def test_the_report_renders_in_headless_chromium(tiny_life_run, tmp_path):
     html = report.read_text()
     assert not NETWORK_URL.search(html)
 
-    chrome = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+    chrome = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
               f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
               "--window-size=1280,2400"]
     shot = tmp_path / "report.png"

@@ -54,7 +54,7 @@ def only_run(runs: Path) -> Path:
 
 
 def test_sigkill_after_step_20_then_resume_equals_an_uninterrupted_run(tmp_path):
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train import train
 
     common = [*TINY, "train.steps=40", "train.ckpt_every=20", "train.log_every=10", "model.dropout=0.1"]
@@ -111,7 +111,7 @@ def test_sigterm_checkpoints_the_current_step_and_exits_0(tmp_path):
 @pytest.fixture(scope="module")
 def life_run(tmp_path_factory):
     """A finished 4-step tiny Life run with checkpoints at steps 2 and 4 (trained in this process)."""
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train import train
 
     runs = tmp_path_factory.mktemp("life") / "runs"

@@ -163,7 +163,7 @@ def test_evaluate_artifacts_and_the_attached_tokenizer(folder, tmp_path):
 def test_a_trained_run_keeps_its_tokenizer_and_generates_from_the_command_line(folder, tmp_path, monkeypatch, capsys):
     """The loop saves the tokenizer as soon as the run exists; load() and `interfere generate` use it."""
     import interfere
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.cli.main import main
     from interfere.train.loop import train
 
@@ -181,7 +181,7 @@ def test_a_trained_run_keeps_its_tokenizer_and_generates_from_the_command_line(f
         raise AssertionError("the tokenizer was retrained")
 
     monkeypatch.setattr(tokmod, "train_bpe", no_training)
-    monkeypatch.setenv("INTERFERE_CACHE_DIR", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("INTERFERE_CACHE", str(tmp_path / "empty_cache"))
     model, task = interfere.load(run_dir, runs_dir=runs, device="cpu")
     assert task.tokenizer.identity() == trained_with
 
@@ -209,7 +209,7 @@ def test_log_metrics_reports_training_accuracy(folder, tmp_path):
 
 # ----- configs ---------------------------------------------------------------------------------------
 def test_shakespeare_experiments_compose():
-    from interfere.cli.config import compose
+    from interfere.config import compose
 
     for exp in ("shakespeare", "shakespeare_smoke"):
         cfg = compose([f"exp={exp}"])
@@ -226,7 +226,7 @@ def test_shakespeare_experiments_compose():
 def test_shakespeare_smoke_trains_loads_and_generates(tmp_path):
     """`interfere train exp=shakespeare_smoke`, then interfere.load and a sample (a minute or two on 2 cores)."""
     import interfere
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train.loop import train
 
     cfg = compose(["exp=shakespeare_smoke", f"runs_dir={tmp_path / 'runs'}", f"task.cache_dir={tmp_path / 'cache'}",

@@ -63,7 +63,7 @@ def assert_same(reference: Path, run: Path) -> None:
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     """One process, micro-batch 4 (the reference), in this process."""
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train import train
 
     runs = tmp_path_factory.mktemp("single")
@@ -71,7 +71,7 @@ def single(tmp_path_factory):
 
 
 def test_torchrun_ddp_matches_one_process_and_accumulation(tmp_path, single):
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train import train
 
     proc = torchrun(*EXACT, "train.batch_size=2", f"runs_dir={tmp_path / 'ddp'}")
@@ -91,7 +91,7 @@ def test_torchrun_ddp_matches_one_process_and_accumulation(tmp_path, single):
 
 
 def test_torchrun_fsdp_matches_and_saves_full_checkpoints(tmp_path, single):
-    from interfere.cli.config import compose
+    from interfere.config import compose
     from interfere.train import train
 
     proc = torchrun(*EXACT, "train.parallel=fsdp", "train.batch_size=1", "train.grad_accum=2",

@@ -32,6 +32,8 @@ class SimulatedCrash(RuntimeError):
 
 
 class ToyTask:
+    headline = "acc"  # the evaluate() key `interfere runs` shows
+
     def __init__(self, name: str = "toy", n: int = 4, symbols: int = 6, seed: int = 0, variant: str = "copy",
                  leak: str | None = None, crash_at: int | None = None, eval: dict | None = None, cond: int = 0,
                  nan_at: list | None = None, signal_at: int | None = None, signal: str = "SIGTERM", device="cpu"):

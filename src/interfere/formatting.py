@@ -22,6 +22,12 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's first line (its type's name if it has no message): what a one-line error quotes."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0].strip()
+
+
 def flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}, for tables."""
     out: dict[str, Any] = {}

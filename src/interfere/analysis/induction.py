@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from interfere.analysis.common import bos_id, device_of, eval_mode, head_label, n_heads, n_layers
+from interfere.sequences import repeat_a_segment
 
 
 def repeated_tokens(batch: int, seq_len: int, vocab: tuple[int, int] | int, bos: int | None = None,
@@ -50,21 +51,14 @@ def repeated_segments(batch: int, seq_len: int, vocab: tuple[int, int] | int, bo
     the earlier copy. segment: (min, max) length, default (seq_len // 8, seq_len // 3).
     """
     low, high = (0, int(vocab)) if isinstance(vocab, int) else (int(vocab[0]), int(vocab[1]))
-    g = torch.Generator().manual_seed(int(seed))
     start0 = 0 if bos is None else 1
     lo, hi = segment or (max(2, seq_len // 8), max(2, seq_len // 3))
     hi = min(hi, (seq_len - start0) // 2)
     lo = min(lo, hi)
-    tokens = torch.randint(low, high, (batch, seq_len), generator=g)
-    if bos is not None:
-        tokens[:, 0] = int(bos)
-    lengths = torch.randint(lo, hi + 1, (batch,), generator=g)
-    room = seq_len - start0 - 2 * lengths + 1
-    starts = start0 + (torch.rand(batch, generator=g) * room).long().clamp(max=room - 1)
+    tokens, starts, lengths = repeat_a_segment(torch.Generator().manual_seed(int(seed)), batch, seq_len, low, high,
+                                               bos, lo, hi)
     idx = torch.arange(seq_len)[None].expand(batch, -1)
     s, n = starts[:, None], lengths[:, None]
-    copy = (idx >= s + n) & (idx < s + 2 * n)
-    tokens = tokens.gather(1, torch.where(copy, idx - n, idx))
     in_repeat = (idx > s + n) & (idx < s + 2 * n)
     return tokens, in_repeat
 

@@ -6,12 +6,12 @@ there (a temporary file renamed into place, so a reader never sees half an image
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import torch
+
+from interfere.files import atomic_write
 
 
 def _plt():
@@ -25,19 +25,12 @@ def _plt():
 
 def save(fig, path: str | Path, dpi: int = 120) -> Path:
     """Write a figure to `path` atomically and close it."""
-    plt = _plt()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        _plt().close(fig)
+    return Path(path)
 
 
 def _short(s: str, n: int = 10) -> str:

@@ -6,7 +6,8 @@ import contextlib
 import inspect
 import sys
 
-from interfere.cli.common import add_json, add_overrides, flatten, parse_words, option, print_json, print_table, to_int
+from interfere.cli.common import add_json, add_overrides, flatten, print_json, print_table
+from interfere.cli.words import RUN_KEYS, load_run, option, parse_words, to_int
 from interfere.errors import ConfigError
 
 HELP = "evaluate a run's checkpoint on held-out data (the newest run unless run=<id> or ckpt=<path>)"
@@ -25,10 +26,8 @@ examples:
   interfere eval ckpt=runs/<run_id>/checkpoints/step_100"""
 
 KEYS = {
+    **RUN_KEYS,
     "run": "run id or run dir[,...]",
-    "ckpt": "checkpoint dir",
-    "runs_dir": "dir",
-    "device": "auto|cpu|cuda|mps",
     "task.eval.samples": "N",
     "task.eval.seed": "S",
     "task.rules": "B36/S23|heldout|random|[r1,r2]",
@@ -45,25 +44,16 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     words = parse_words(args.overrides, KEYS, "eval")
-    if "run" in words and "ckpt" in words:
-        raise ConfigError("give run=<id> or ckpt=<path>, not both")
-    if "run" in words:
-        targets = [t for t in words["run"].split(",") if t]
-        if not targets:
-            raise ConfigError("run= is empty; give run=<id> (`interfere runs` lists them)")
-    elif "ckpt" in words:
-        targets = [words["ckpt"]]
-    else:
-        targets = [None]  # runs/latest
+    targets = [{**words, "run": t} for t in words["run"].split(",") if t] if "run" in words else [words]
+    if not targets:
+        raise ConfigError("run= is empty; give run=<id> (`interfere runs` lists them)")
     samples = option(words, "task.eval.samples", None, to_int, minimum=1)
     seed = option(words, "task.eval.seed", None, to_int)
-    runs_dir = words.get("runs_dir", "runs")
-    device = words.get("device")
     rules = _rules(words["task.rules"]) if "task.rules" in words else None
 
     # With --json, anything the library prints goes to stderr: stdout holds the JSON object only.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        results = [_evaluate(t, runs_dir, device, samples, seed, rules) for t in targets]
+        results = [_evaluate(t, samples, seed, rules) for t in targets]
 
     if args.json:
         print_json(results[0] if len(results) == 1 else {"runs": results})
@@ -85,20 +75,18 @@ def _rules(value: str):
     return rules
 
 
-def _evaluate(target, runs_dir, device, samples, seed, rules=None) -> dict:
+def _evaluate(words: dict, samples, seed, rules=None) -> dict:
     from omegaconf import OmegaConf
 
-    import interfere
     from interfere.train.checkpoint import read_state
-    from interfere.train.runs import resolve_checkpoint, run_dir_of
+    from interfere.train.runs import run_config, run_dir_of
 
-    ckpt = resolve_checkpoint(target, runs_dir)
-    run_cfg = OmegaConf.load(run_dir_of(ckpt) / "config.yaml")
+    model, task, ckpt = load_run(words)
+    run_cfg = run_config(run_dir_of(ckpt))
     if samples is None:
         samples = OmegaConf.select(run_cfg, "task.eval.samples")
     if seed is None:
         seed = OmegaConf.select(run_cfg, "task.eval.seed")
-    model, task = interfere.load(str(ckpt), runs_dir=runs_dir, device=device)
     if rules is None:
         metrics = task.evaluate(model, samples, seed)
     elif "rules" in inspect.signature(task.evaluate).parameters:

@@ -9,9 +9,10 @@ import contextlib
 import re
 import sys
 
-from interfere.cli.common import option, parse_words, to_bool, to_int
+from interfere.cli.words import RUN_KEYS, load_run, option, parse_words, to_bool, to_int
 from interfere.errors import CheckpointError, ConfigError
 
+ELSEWHERE = "copy the run into a writable runs_dir=<dir> and pass run=<id> runs_dir=<dir>"  # when its folder refuses
 HELP = "test hypotheses about a trained model: explore life <tool> (H1-H4 on a Game of Life run)"
 TOOLS = {
     "attention": "H1: each head's attention on board t, query-centred average and 3x3 mass vs uniform",
@@ -23,8 +24,7 @@ TOOLS = {
     "rule-vectors": "the rule-bit embeddings: cosine heatmap, PCA with bit 0 -> 1 arrows (and FiLM's)",
     "hypotheses": "all of it: a verdict per hypothesis with its number and threshold (summary.md)",
 }
-KEYS = {"run": "run id or dir", "ckpt": "checkpoint dir", "runs_dir": "dir", "device": "auto|cpu|cuda",
-        "boards": "N", "seed": "S", "rules": "B36/S23|heldout|...", "heads": "true|false (rules: patch each head)",
+KEYS = {**RUN_KEYS, "boards": "N", "seed": "S", "rules": "B36/S23|heldout|...", "heads": "true|false (rules: patch each head)",
         "head": "L<l>H<h> (contrib)", "query": "row,col", "video": "true|false (attention: MP4 + GIF, a frame per head)"}
 DESCRIPTION = """\
 Test the explorations' hypotheses on a trained Game of Life run (run=<id>, ckpt=<path>; the newest Life run
@@ -61,8 +61,6 @@ def add_arguments(p) -> None:
 
 def _options(tool: str, words: list[str]) -> dict:
     o = parse_words(words, KEYS, f"explore life {tool}")
-    if "run" in o and "ckpt" in o:
-        raise ConfigError("give one of run=<id> and ckpt=<path>")
     out = {"boards": option(o, "boards", None, to_int, minimum=1), "seed": option(o, "seed", 0, to_int),
            "rules": o.get("rules"), "heads": option(o, "heads", True, to_bool),
            "video": option(o, "video", False, to_bool)}
@@ -90,13 +88,11 @@ def _newest_life_run(runs_dir: str) -> str:
 
 
 def _load(o: dict):
-    import interfere
     from interfere.tasks.life import LifeTask
-    from interfere.train.runs import resolve_checkpoint, run_dir_of
+    from interfere.train.runs import run_dir_of
 
-    runs_dir = o.get("runs_dir", "runs")
-    ckpt = resolve_checkpoint(o.get("run") or o.get("ckpt") or _newest_life_run(runs_dir), runs_dir)
-    model, task = interfere.load(str(ckpt), runs_dir=runs_dir, device=o.get("device"))
+    given = "run" in o or "ckpt" in o
+    model, task, ckpt = load_run(o, default=None if given else _newest_life_run(o.get("runs_dir", "runs")))
     if not isinstance(task, LifeTask):
         raise ConfigError(f"{run_dir_of(ckpt).name} is not a Game of Life run; `explore life` needs one "
                           "(interfere runs lists them)")

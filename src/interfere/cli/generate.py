@@ -6,7 +6,8 @@ import contextlib
 import sys
 import time
 
-from interfere.cli.common import add_json, add_overrides, option, parse_words, print_json, to_bool, to_float, to_int
+from interfere.cli.common import add_json, add_overrides, print_json
+from interfere.cli.words import RUN_KEYS, load_run, option, parse_words, to_bool, to_float, to_int
 from interfere.errors import ConfigError
 
 HELP = "generate text from a language model run (greedy, sampling, top-k, top-p, presets; KV cache)"
@@ -17,10 +18,7 @@ temperature, top_k and top_p; any of those given explicitly wins. Without preset
 own task.generate.preset is used."""
 
 KEYS = {
-    "run": "run id or dir",
-    "ckpt": "checkpoint dir",
-    "runs_dir": "dir",
-    "device": "auto|cpu|cuda|mps",
+    **RUN_KEYS,
     "prompt": "text",
     "max_new_tokens": "N",
     "strategy": "greedy|sample|top_k|top_p",
@@ -48,8 +46,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     words = parse_words(args.overrides, KEYS, "generate")
-    if "run" in words and "ckpt" in words:
-        raise ConfigError("give run=<id> or ckpt=<path>, not both")
     samples = option(words, "samples", 1, to_int, minimum=1)
     max_new = option(words, "max_new_tokens", None, to_int, minimum=0)
     seed = option(words, "seed", None, to_int)
@@ -58,12 +54,10 @@ def run(args) -> int:
                 "preset": words.get("preset")}
     use_cache, stop_at_eot = option(words, "use_cache", True, to_bool), option(words, "stop_at_eot", False, to_bool)
 
-    import interfere
-    from interfere.train.runs import resolve_checkpoint, run_dir_of
+    from interfere.train.runs import run_dir_of
 
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        ckpt = resolve_checkpoint(words.get("run") or words.get("ckpt"), words.get("runs_dir", "runs"))
-        model, task = interfere.load(str(ckpt), runs_dir=words.get("runs_dir", "runs"), device=words.get("device"))
+        model, task, ckpt = load_run(words)
         if not hasattr(task, "complete"):
             raise ConfigError(f"run {run_dir_of(ckpt).name} is a {type(task).__name__}, which does not generate "
                               "text; `interfere generate` takes a text run (e.g. exp=shakespeare)")

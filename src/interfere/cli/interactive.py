@@ -152,7 +152,7 @@ class Menu:
         try:
             status = main(argv)
         except Exception as e:  # noqa: BLE001 - a bug in an action must not end the menus
-            _error(RuntimeError(f"{type(e).__name__}: {e}"))
+            _error(f"{type(e).__name__}: {e}")
             status = 1
         if status:
             print(f"(exit status {status})")
@@ -166,8 +166,7 @@ class Menu:
         if not runs:
             print(f"no such runs under {self.runs_dir}/ yet")
             raise Back
-        header, lines = _table(["run", "task", "step", "tokens", "last loss", "age", ""],
-                               runs_cmd.table_rows(runs[::-1]))
+        header, lines = _table(runs_cmd.COLUMNS, runs_cmd.table_rows(runs[::-1]))
         print(f"   {header}")  # over the choices, which start after the pointer " » "
         return select(message, [(line, r["id"]) for line, r in zip(lines, runs[::-1])])
 
@@ -177,7 +176,7 @@ class Menu:
 
     # ... the actions
     def train(self) -> None:
-        from interfere.cli.config import describe, experiments
+        from interfere.config import describe, experiments
 
         width = max(len(e) for e in experiments())
         choice = select("Train: which preset?", [(f"{e:<{width}}  {describe('exp', e)}", e) for e in experiments()]
@@ -188,7 +187,7 @@ class Menu:
             self.execute(argv)
 
     def custom(self) -> list[str]:
-        from interfere.cli.config import compose, experiments
+        from interfere.config import compose, experiments
 
         exp = select("Start from which preset?", [(e, e) for e in experiments()], default="life_smoke")
         cfg = compose([f"exp={exp}"])
@@ -213,7 +212,7 @@ class Menu:
 
     def evaluate(self) -> None:
         runs = self.trained_runs()
-        header, lines = _table(["run", "task", "step", "tokens", "last loss", "age", ""], runs_cmd.table_rows(runs[::-1]))
+        header, lines = _table(runs_cmd.COLUMNS, runs_cmd.table_rows(runs[::-1]))
         print(f"     {header}")  # over the choices, which start after " » ● "
         chosen = ask(questionary.checkbox(
             "Evaluate which runs? (several give one column each)",

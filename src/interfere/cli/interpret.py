@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from interfere.cli.common import option, to_bool, to_float, to_int
+from interfere.cli.words import RUN_KEYS, load_run, option, parse_words, to_bool, to_float, to_int
+from interfere.formatting import first_line
 from interfere.errors import ConfigError
 
 HELP = "take a model apart: logit-lens, attention, induction, patch, dla or probe (a run or model=smollm2)"
@@ -25,14 +26,12 @@ pretrained model loaded offline (model=smollm2). Each writes PNGs under the run'
 object with --json. Without a prompt the tools use repeated random tokens ([BOS] r r), on which every
 model that has learned induction has something to show."""
 
+ELSEWHERE = "give out=<a writable folder> for the plots, or plots=false"  # when the run's folder refuses them
 TOOLS = ("logit-lens", "attention", "induction", "patch", "dla", "probe")
 
 COMMON = {
-    "run": "run id or dir",
-    "ckpt": "checkpoint dir",
+    **RUN_KEYS,
     "model": "pretrained name (smollm2)",
-    "runs_dir": "dir",
-    "device": "auto|cpu|cuda",
     "seed": "S",
     "out": "plots dir",
     "plots": "true|false",
@@ -47,6 +46,11 @@ TOOL_KEYS = {
     "probe": {"target": "seen_before|in_repeat|position|noise", "hook": "resid_post|resid_pre|attn_out|mlp_out",
               "layers": "all|i,j", "seq_len": "T", "batch": "B"},
 }
+# What each tool reads when given no input: repeated random token ids ([BOS] r r). A task whose sequences
+# follow a layout (a Game of Life board) declares `token_analyses = False`: those ids mean nothing to its
+# model, so a tool runs on it only with the inputs named here (None: never; induction and probe are about
+# repeats of free tokens).
+OWN_INPUT = {"logit-lens": "prompt", "induction": None, "patch": "clean", "dla": "prompt", "probe": None}
 DEFAULT_TEXT = "To be, or not to be, that is the"  # the logit lens's prompt for models that read text
 PROBE_TARGETS = {"seen_before": "logistic", "in_repeat": "logistic", "position": "ridge", "noise": "ridge"}
 
@@ -85,8 +89,6 @@ def _split_argv(argv: list[str]) -> tuple[str, list[str], bool]:
 
 
 def _parse(tool: str, words: list[str]) -> dict[str, str]:
-    from interfere.cli.common import parse_words
-
     if tool not in TOOLS:
         import difflib
 
@@ -140,9 +142,9 @@ class Target:
     """The model to analyse, where its pictures go, and what the tools need to know about its inputs."""
 
     def __init__(self, model, name: str, plots_dir: Path, bos: int | None, vocab: tuple[int, int] | None,
-                 kind: str, run_dir: Path | None = None):
+                 kind: str, run_dir: Path | None = None, task=None):
         self.model, self.name, self.plots_dir, self.bos, self.vocab = model, name, plots_dir, bos, vocab
-        self.kind, self.run_dir = kind, run_dir
+        self.kind, self.run_dir, self.task = kind, run_dir, task
 
 
 _PRETRAINED: dict[tuple[str, str], object] = {}  # loaded once per process (tests, menus run several tools)
@@ -165,13 +167,10 @@ def _load(opts) -> Target:
 
         return Target(model, name, Path(runs_dir) / "pretrained" / name / "assets" / "plots", bos_id(model),
                       default_vocab_range(model), "pretrained")
-    import interfere
     from interfere.analysis.induction import default_vocab_range
-    from interfere.train.runs import resolve_checkpoint, run_dir_of
+    from interfere.train.runs import run_dir_of
 
-    target = opts.get("run") or opts.get("ckpt")
-    ckpt = resolve_checkpoint(target, runs_dir)
-    model, task = interfere.load(str(ckpt), runs_dir=runs_dir, device=device)
+    model, task, ckpt = load_run(opts)
     if getattr(model, "tokenizer", None) is None and getattr(task, "tokenizer", None) is not None:
         model.tokenizer = task.tokenizer
     bos = getattr(task, "bos_id", None)  # a task that starts its sequences with a BOS says which
@@ -179,7 +178,20 @@ def _load(opts) -> Target:
     if getattr(task, "vocab_size", None):
         vocab = (vocab[0], min(vocab[1], int(task.vocab_size)))
     run_dir = run_dir_of(ckpt)
-    return Target(model, run_dir.name, run_dir / "assets" / "plots", bos, vocab, "run", run_dir)
+    return Target(model, run_dir.name, run_dir / "assets" / "plots", bos, vocab, "run", run_dir, task)
+
+
+def _check_fits(tool: str, t: Target, opts) -> None:
+    """Refuse a tool that would analyse made-up token ids of a task whose model never saw free tokens."""
+    if t.task is None or getattr(t.task, "token_analyses", True) or tool not in OWN_INPUT:
+        return
+    if OWN_INPUT[tool] is not None and OWN_INPUT[tool] in opts:
+        return
+    name = getattr(t.task, "name", type(t.task).__name__)
+    fits = ["attention"] + [f"{k} {v}=<ids>" for k, v in OWN_INPUT.items() if v]
+    more = "; and `interfere explore life <tool>` tests the Game of Life hypotheses" if name == "life" else ""
+    raise ConfigError(f"`interpret {tool}` would run on random token ids, which mean nothing to {t.name} (a {name} "
+                      f"run: its sequences follow the task's layout); tools that fit it: {', '.join(fits)}{more}")
 
 
 def _n_ctx(model) -> int:
@@ -231,10 +243,7 @@ def _logit_lens(t: Target, opts, out: Path | None):
             prompt = DEFAULT_TEXT
         else:
             prompt = _repeated(t, _default_seq_len(t, opts, 16), 1, _int(opts, "seed", 0))
-    try:
-        r = lens.logit_lens(t.model, prompt, positions=opts.get("positions"), k=_int(opts, "k", 5, 1))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    r = lens.logit_lens(t.model, prompt, positions=opts.get("positions"), k=_int(opts, "k", 5, 1))
     paths = plots.plot_lens(r, out) if out else []
     return r.to_json(), tables.lens_tables(r, min(3, r.top_ids.shape[-1])), paths
 
@@ -247,15 +256,12 @@ def _attention(t: Target, opts, out: Path | None):
                                                          _int(opts, "seed", 0))
     from interfere.analysis.common import to_tokens
 
-    try:
-        toks = to_tokens(t.model, tokens)
-        mask = getattr(t.model, "layout_attn_mask", None)  # a HookedGPT whose task masks attention
-        if mask is not None:
-            mask = mask[: toks.shape[1], : toks.shape[1]].cpu()
-        r = attention.analyze_attention(t.model, toks, window=_int(opts, "window", 3, 0),
-                                        threshold=_float(opts, "threshold", 0.5), attn_mask=mask)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    toks = to_tokens(t.model, tokens)
+    mask = getattr(t.model, "layout_attn_mask", None)  # a HookedGPT whose task masks attention
+    if mask is not None:
+        mask = mask[: toks.shape[1], : toks.shape[1]].cpu()
+    r = attention.analyze_attention(t.model, toks, window=_int(opts, "window", 3, 0),
+                                    threshold=_float(opts, "threshold", 0.5), attn_mask=mask)
     paths = plots.plot_attention(r, out) if out else []
     return r.to_json(), tables.attention_tables(r), paths
 
@@ -282,11 +288,8 @@ def _patch(t: Target, opts, out: Path | None):
         answer, wrong = _token(t.model, opts["answer"]), _token(t.model, opts.get("wrong"))
     else:
         clean, corrupted, answer, wrong = _patch_pair(t, _default_seq_len(t, opts, 10), _int(opts, "seed", 0))
-    try:
-        r = patching.activation_patching(t.model, clean, corrupted, answer, wrong,
-                                         position=_int(opts, "position", -1), components=comps)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    r = patching.activation_patching(t.model, clean, corrupted, answer, wrong,
+                                     position=_int(opts, "position", -1), components=comps)
     paths = plots.plot_patching(r, out) if out else []
     return r.to_json(), tables.patching_tables(r), paths
 
@@ -299,10 +302,7 @@ def _dla(t: Target, opts, out: Path | None):
     if prompt is None:
         prompt, _, a, _ = _patch_pair(t, _default_seq_len(t, opts, 10), _int(opts, "seed", 0))
         answer = a if answer is None else answer
-    try:
-        r = dla.direct_logit_attribution(t.model, prompt, answer, wrong, position=_int(opts, "position", -1))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    r = dla.direct_logit_attribution(t.model, prompt, answer, wrong, position=_int(opts, "position", -1))
     paths = plots.plot_dla(r, out) if out else []
     return r.to_json(), tables.dla_tables(r), paths
 
@@ -330,12 +330,9 @@ def _probe(t: Target, opts, out: Path | None):
         layers = [int(x) for x in opts["layers"].split(",") if x.strip()]
     from interfere.analysis.common import device_of
 
-    try:
-        curve = probes.probe_layers(t.model, tokens.to(device_of(t.model)), y, kind=PROBE_TARGETS[target],
-                                    hook=opts.get("hook", "resid_post"), layers=layers, mask=mask, seed=seed,
-                                    target_name=target)
-    except (ValueError, KeyError) as e:
-        raise ConfigError(f"probe: {e}") from None
+    curve = probes.probe_layers(t.model, tokens.to(device_of(t.model)), y, kind=PROBE_TARGETS[target],
+                                hook=opts.get("hook", "resid_post"), layers=layers, mask=mask, seed=seed,
+                                target_name=target)
     paths = plots.plot_probe(curve, out) if out else []
     return curve.to_json(), tables.probe_tables(curve), paths
 
@@ -357,11 +354,17 @@ def run(args) -> int:
     # With --json, anything the libraries print goes to stderr: stdout holds the JSON object only.
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         target = _load(opts)
+        _check_fits(tool, target, opts)
         load_seconds = time.time() - t0
         out = None
         if _bool(opts, "plots", True):
             out = Path(opts["out"]) if "out" in opts else target.plots_dir / tool.replace("-", "_")
-        result, tables_, paths = RUNNERS[tool](target, opts, out)
+        try:
+            result, tables_, paths = RUNNERS[tool](target, opts, out)
+        except ConfigError:
+            raise
+        except (ValueError, KeyError) as e:  # the analyses name a bad input (seq_len beyond n_ctx, ...) this way
+            raise ConfigError(f"interpret {tool}: {first_line(e)}") from None
     record = {"tool": tool, "model": target.name, "kind": target.kind, "plots": [str(p) for p in paths],
               "load_seconds": round(load_seconds, 2), "seconds": round(time.time() - t0, 2), "result": result}
     if as_json:

@@ -17,6 +17,7 @@ import sys
 
 from interfere import __version__
 from interfere.errors import CheckpointError, ConfigError
+from interfere.files import os_problem
 from interfere.train.errors import NonFiniteLossError
 
 # Sub-commands in the order `--help` lists them: adding one is a module plus a line here.
@@ -29,6 +30,9 @@ COMMANDS = (
     "report",
     "runs",
 )
+
+# How to write somewhere else when a disk refuses (a command module may say better, as its ELSEWHERE).
+ELSEWHERE = "choose another runs_dir=<dir>"
 
 EPILOG = """\
 examples:
@@ -97,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except (ConfigError, CheckpointError, NonFiniteLossError) as e:
-        _error(e)
+        _error(str(e) or type(e).__name__)
+        return 2
+    except OSError as e:  # a full disk, a read-only folder, a file where a folder should be
+        _error(os_problem(e, getattr(sys.modules[args._run.__module__], "ELSEWHERE", ELSEWHERE)))
         return 2
     except KeyboardInterrupt:
         print("interfere: interrupted", file=sys.stderr)
@@ -108,9 +115,9 @@ def _on_a_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and "RANK" not in os.environ
 
 
-def _error(e: Exception) -> None:
+def _error(message: str) -> None:
     """One line on stderr; under torchrun each rank prefixes its number."""
-    message = " ".join(str(e).split()) or type(e).__name__
+    message = " ".join(message.split())
     rank = os.environ.get("RANK")
     who = f"interfere[rank {rank}]" if rank is not None and os.environ.get("WORLD_SIZE", "1") != "1" else "interfere"
     print(f"{who}: error: {message}", file=sys.stderr, flush=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from interfere.cli.common import add_json, add_overrides, parse_words, print_json
+from interfere.cli.common import add_json, add_overrides, print_json
+from interfere.cli.words import parse_words
 from interfere.errors import ConfigError
 
+ELSEWHERE = "copy the run into a writable runs_dir=<dir> and pass run=<id> runs_dir=<dir>"  # when its folder refuses
 HELP = "write a run's HTML report, one self-contained page (runs/<id>/report.html; the newest run by default)"
 DESCRIPTION = """\
 Write runs/<id>/report.html: one page that works offline (figures inline, videos linked beside it) with

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from interfere.cli.common import add_json, add_overrides, parse_words, print_json, print_table
+from interfere.cli.common import add_json, add_overrides, print_json, print_table
+from interfere.cli.words import parse_words
 from interfere.formatting import age
 
-HELP = "list the runs under runs/ (task, step, tokens, last loss, age; * marks runs/latest)"
+HELP = "list the runs under runs/ (task, step, tokens, last loss, age; * marks runs/latest; broken weights flagged)"
 KEYS = {"runs_dir": "dir"}
+COLUMNS = ["run", "task", "step", "tokens", "last loss", "age", "latest", "weights"]  # of table_rows
 EPILOG = """\
 examples:
   interfere runs
@@ -37,12 +38,17 @@ def run(args) -> int:
 
 def show(rows: list[dict]) -> None:
     """The runs table (the interactive menu shows the same one)."""
-    print_table(None, ["run", "task", "step", "tokens", "last loss", "age", "latest"], table_rows(rows))
+    print_table(None, COLUMNS, table_rows(rows))
+    for r in rows:
+        if r.get("broken"):
+            print(f"broken: {r['id']}: {r['broken']}")
 
 
 def collect(runs_dir: Path) -> list[dict]:
     """The runs under runs_dir, oldest first, each with "latest": whether runs/latest points at it."""
-    rows = _list_runs(Path(runs_dir))
+    from interfere.train.runs import list_runs
+
+    rows = list_runs(Path(runs_dir))
     latest = (Path(runs_dir) / "latest").resolve() if (Path(runs_dir) / "latest").exists() else None
     for r in rows:
         r["latest"] = latest is not None and Path(r["path"]).resolve() == latest
@@ -52,33 +58,5 @@ def collect(runs_dir: Path) -> list[dict]:
 def table_rows(rows: list[dict]) -> list[list]:
     now = time.time()
     return [[r["id"], r.get("task"), r.get("step"), r.get("tokens"), r.get("loss"),
-             age(now - r["updated"]) if r.get("updated") else None, "*" if r.get("latest") else ""] for r in rows]
-
-
-def _list_runs(runs_dir: Path) -> list[dict]:
-    try:
-        from interfere.train.runs import list_runs
-    except ImportError:  # the training package is absent: read metrics.jsonl directly
-        return _read_runs(runs_dir)
-    return [dict(r) for r in list_runs(runs_dir)]
-
-
-def _read_runs(runs_dir: Path) -> list[dict]:
-    rows = []
-    if not runs_dir.is_dir():
-        return rows
-    for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink()):
-        metrics = d / "metrics.jsonl"
-        if not metrics.is_file():
-            continue
-        last = {}
-        for line in metrics.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "loss" in rec:
-                last = rec
-        rows.append({"id": d.name, "step": last.get("step"), "tokens": last.get("tokens"),
-                     "loss": last.get("loss"), "path": str(d)})
-    return rows
+             age(now - r["updated"]) if r.get("updated") else None, "*" if r.get("latest") else "",
+             "BROKEN" if r.get("broken") else ("ok" if r.get("step") is not None else "-")] for r in rows]

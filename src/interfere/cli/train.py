@@ -17,13 +17,13 @@ and an experiment preset exp/<name>.yaml applied last. Works as is under
 
 
 def EPILOG() -> str:
-    from interfere.cli.config import experiments
+    from interfere.config import experiments
 
     return (f"experiments (exp=<name>): {', '.join(experiments())}\n"
             "examples:\n"
             "  interfere train exp=life_smoke\n"
             "  interfere train exp=life16 train.steps=500 train.batch_size=64 device=cpu\n"
-            "  interfere train exp=life_smoke task.board=[8,8] model.rope_period=8 --cfg\n"
+            "  interfere train exp=life_smoke task.board=[8,8] --cfg     (model.rope_period follows the board)\n"
             "  interfere train resume=<run_id>              continue a run with its own config\n"
             "  interfere train resume=<run_id> train.steps=4000   ... and train it for longer\n"
             "at the end: runs/<id>/report.html (`interfere report` rewrites it)")
@@ -46,7 +46,7 @@ def _resume_config(overrides: list[str]):
 
 
 def run(args) -> int:
-    from interfere.cli.config import compose, to_yaml
+    from interfere.config import compose, to_yaml
 
     cfg = _resume_config(args.overrides) or compose(args.overrides)
     if args.cfg:

@@ -88,8 +88,10 @@ def _check(ok: bool, key: str, problem: str) -> None:
         raise ConfigError(f"model.{key} {problem}")
 
 
-def build_config(model_cfg: Mapping[str, Any], vocab_size: int, seq_len: int) -> ModelConfig:
-    """A ModelConfig from the Hydra `model` group, filling d_vocab and n_ctx from the task."""
+def build_config(model_cfg: Mapping[str, Any], vocab_size: int, seq_len: int,
+                 torus: tuple[int, ...] | None = None) -> ModelConfig:
+    """A ModelConfig from the Hydra `model` group, filling d_vocab and n_ctx from the task (and rope2d's
+    period from the torus the task's positions live on, `Layout.torus`)."""
     d = dict(model_cfg)
     d.pop("name", None)
     n_heads = d.get("n_heads") or 0
@@ -113,8 +115,25 @@ def build_config(model_cfg: Mapping[str, Any], vocab_size: int, seq_len: int) ->
                           f"set model.n_ctx={seq_len} (or null to follow the task), or shrink the task")
     if d.get("d_mlp") is None:
         d["d_mlp"] = 4 * d["d_model"]
+    if torus and d.get("positional_embedding_type") == "rope2d":
+        d["rope_period"] = _torus_period(d.get("rope_period"), tuple(int(s) for s in torus))
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ConfigError(f"unknown model keys {unknown}; see conf/model/small.yaml for the valid ones")
     return ModelConfig(**d)
+
+
+def _torus_period(period: int | None, sides: tuple[int, ...]) -> int | None:
+    """rope2d on a torus: harmonics of period p turn a full circle over a shift of p cells, so p must be the
+    torus side; anything else makes cells p apart look alike, or the wrap-around look like a jump."""
+    side = sides[0] if len(set(sides)) == 1 else None
+    if period is None:
+        return side  # a non-square torus has no single period: plain rope2d frequencies
+    if side != period:
+        board = "x".join(map(str, sides))
+        fix = f"model.rope_period={side} or null" if side else "model.rope_period=null"
+        raise ConfigError(f"model.rope_period={period} does not fit the task's {board} torus: rope2d's period must "
+                          f"be the board's side so that its harmonics wrap with the board; set {fix} "
+                          "(null follows the board)")
+    return period

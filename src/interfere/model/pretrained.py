@@ -27,7 +27,6 @@ import glob
 import importlib.util
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -35,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from interfere.errors import ConfigError
+from interfere.files import atomic_write
+from interfere.files import cache_dir as cache_root
 
-ENV_CACHE = "INTERFERE_CACHE"
 _FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
@@ -72,10 +72,6 @@ def spec(name: str) -> PretrainedSpec:
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; known: {', '.join(sorted(PRETRAINED))}")
     return PRETRAINED[name]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(ENV_CACHE) or "~/.cache/interfere").expanduser()
 
 
 def cache_dir(name: str) -> Path:
@@ -134,20 +130,12 @@ def convert(name: str = "smollm2", force: bool = False, log=None) -> Path:
             model.is_quantized = False
         except AttributeError:  # a read-only property in some versions: hf_quantizer=None already says it
             pass
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_write(target, directory=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "interfere_source.json").write_text(json.dumps({
             "name": name, "model": spec(name).hf_name, "source": str(weights),
             "source_bytes": weights.stat().st_size, "converted_seconds": round(time.time() - t0, 1)}, indent=1))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log(f"converted in {time.time() - t0:.0f} s")
     return target
 

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_model as _save_tensors
 
 from interfere.errors import CheckpointError
 from interfere.model.config import ModelConfig
+from interfere.model.layout import Layout
 from interfere.model.modes import unwrap
 from interfere.model.transformer import HookedGPT
 
@@ -43,7 +44,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Hoo
         raise CheckpointError(f"{weights} is unreadable (truncated or not safetensors): {e}") from None
     cfg.device = str(device)
     model = HookedGPT(cfg).to(device)
-    model.set_layout(_Layout(*(state.get(k) for k in _LAYOUT)))
+    model.set_layout(Layout(*(state.get(k) for k in _LAYOUT)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"unembed.weight", "embed.weight"} if cfg.tie_embeddings else set()
     if unexpected or set(missing) - tied:
@@ -51,7 +52,3 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Hoo
                               f"unexpected {sorted(unexpected)}")
     return model
 
-
-class _Layout:
-    def __init__(self, positions, segment_ids, attn_mask):
-        self.positions, self.segment_ids, self.attn_mask = positions, segment_ids, attn_mask

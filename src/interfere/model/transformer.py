@@ -290,7 +290,7 @@ class HookedGPT(HookedRootModule):
                     film.reset_parameters()
 
     def set_layout(self, layout) -> "HookedGPT":
-        """Install a task's per-position data (an `interfere.tasks.base.Layout`) as buffers.
+        """Install a task's per-position data (an `interfere.model.layout.Layout`) as buffers.
 
         Sequences shorter than n_ctx use the first T entries, so a prefix of a layout is a layout.
         """

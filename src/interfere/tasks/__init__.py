@@ -36,6 +36,12 @@ def register(name: str, loader: Callable[[], type]) -> None:
     REGISTRY[name] = loader
 
 
+def headline_metric(name: str | None) -> str | None:
+    """The evaluate() key that sums up a run of task `name` (its class's `headline`), or None if unknown."""
+    loader = REGISTRY.get(name) if isinstance(name, str) else None
+    return getattr(loader(), "headline", None) if loader else None
+
+
 def build_task(task_cfg: Mapping, device, run_dir=None) -> Task:
     """The task named by task_cfg["name"], built from the rest of the config on `device`.
 
@@ -55,4 +61,4 @@ def build_task(task_cfg: Mapping, device, run_dir=None) -> Task:
     return cls(**dict(task_cfg), device=device, **extra)
 
 
-__all__ = ["Batch", "Layout", "Task", "REGISTRY", "register", "build_task"]
+__all__ = ["Batch", "Layout", "Task", "REGISTRY", "register", "build_task", "headline_metric"]

@@ -9,9 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 import torch
+
+from interfere.model.layout import Layout  # noqa: F401 (tasks build one; the model owns the type)
+
+
+def plain(x):
+    """Hydra/OmegaConf containers -> dicts and lists (they duck-type, but tensors and == want the real thing)."""
+    if isinstance(x, Mapping):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
+        return [plain(v) for v in x]
+    return x
+
+
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator of global batch `step` of a stream seeded `seed`: batches depend on (seed, step) only."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
 
 
 @dataclass
@@ -35,26 +51,13 @@ class Batch:
         return self.inputs.numel()
 
 
-@dataclass
-class Layout:
-    """Per-position data a task fixes for every sequence, stored on the model as buffers.
-
-    positions:   [T] (1-D) or [T, 2] (row, col) integer coordinates for the positional scheme.
-    segment_ids: [T] integer segment of each position (for segment embeddings).
-    attn_mask:   [T, T] bool, True where query i may attend to key j; None means causal.
-    """
-
-    positions: torch.Tensor | None = None
-    segment_ids: torch.Tensor | None = None
-    attn_mask: torch.Tensor | None = None
-
-
 @runtime_checkable
 class Task(Protocol):
     """What the trainer, the evaluator and the CLI need from a task."""
 
     vocab_size: int
     seq_len: int
+    headline: str  # the key of evaluate()'s dict that sums a run up (what `interfere runs` shows)
 
     def layout(self) -> Layout:
         """Positions, segments and attention mask to install on the model (see HookedGPT.set_layout)."""
@@ -88,6 +91,9 @@ class Task(Protocol):
     # Optional: `training_loss(model, batch) -> (loss, output)`: the loss summed over the batch's
     # loss_mask units and the output `log_metrics` receives; without it the trainer uses the masked
     # cross-entropy of model(batch.inputs, **batch.model_kwargs) against batch.targets.
+    # Optional: `token_analyses = False` says that the model only ever sees sequences laid out by the task
+    # (a Game of Life board), so analyses on made-up token ids (induction on random repeats, a logit lens of
+    # random ids) mean nothing for it; the CLI then refuses them. Tasks without it read free tokens.
     # Optional: `save(run_dir)` writes what the task needs to be rebuilt exactly (e.g. a trained
     # tokenizer); the trainer calls it once the run directory exists, and `build_task(..., run_dir=)`
     # hands the directory back to a task whose constructor takes `run_dir`.

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from interfere.errors import ConfigError
-from interfere.tasks.base import Batch, Layout
+from interfere.sequences import repeat_a_segment
+from interfere.tasks.base import Batch, Layout, plain, step_generator
 
 BOS = 0
 _EVAL_DEFAULTS = {"samples": 512, "seed": 1_000_003}
@@ -42,23 +43,17 @@ class RepeatBatch(Batch):
     second: torch.Tensor | None = None  # [B, T] bool: targets inside the second copy, from its second token
 
 
-def _plain(x):
-    if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
 class RepeatTask:
     """Predict the next token of random sequences in which a random segment appears twice in a row."""
+
+    headline = "acc_second"  # the evaluate() key `interfere runs` shows: accuracy on the copy
 
     def __init__(self, *, name: str = "repeat", vocab_size: int = 64, seq_len: int = 48, segment=(6, 20),
                  loss: str = "all", bos: bool = True, seed: int = 0, eval=None,  # noqa: A002 - config key
                  device="cpu"):
         from interfere.device import pick_device
 
-        segment = _plain(segment)
+        segment = plain(segment)
         if isinstance(segment, int):
             segment = [segment, segment]
         self.name = name
@@ -79,7 +74,7 @@ class RepeatTask:
                               f"{self.seq_len}; use seq_len >= {start + 2 * self.seg_max - 1}")
         if self.loss not in LOSS_MODES:
             raise ConfigError(f"task.loss={loss!r}; use one of {', '.join(LOSS_MODES)}")
-        given = _plain(eval or {})
+        given = plain(eval or {})
         unknown = sorted(set(given) - set(_EVAL_DEFAULTS))
         if unknown:
             raise ConfigError(f"task.eval has no key(s) {unknown}; its keys are {sorted(_EVAL_DEFAULTS)}")
@@ -89,18 +84,8 @@ class RepeatTask:
     # ----- data -----------------------------------------------------------------------------------
     def sample(self, generator: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(tokens [n, seq_len + 1], segment starts [n], segment lengths [n]), on the CPU."""
-        T1 = self.seq_len + 1
-        low = 1 if self.bos else 0
-        tokens = torch.randint(low, self.vocab_size, (n, T1), generator=generator)
-        if self.bos:
-            tokens[:, 0] = BOS
-        lengths = torch.randint(self.seg_min, self.seg_max + 1, (n,), generator=generator)
-        room = T1 - low - 2 * lengths + 1  # number of possible starts for each row, >= 1
-        starts = low + (torch.rand(n, generator=generator) * room).long().clamp(max=room - 1)
-        idx = torch.arange(T1)[None].expand(n, -1)
-        in_copy = (idx >= (starts + lengths)[:, None]) & (idx < (starts + 2 * lengths)[:, None])
-        tokens = tokens.gather(1, torch.where(in_copy, idx - lengths[:, None], idx))
-        return tokens, starts, lengths
+        return repeat_a_segment(generator, n, self.seq_len + 1, 1 if self.bos else 0, self.vocab_size,
+                                BOS if self.bos else None, self.seg_min, self.seg_max)
 
     def _batch(self, tokens: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor) -> RepeatBatch:
         T = self.seq_len
@@ -113,13 +98,10 @@ class RepeatTask:
         return RepeatBatch(tokens[:, :-1].to(d), tokens[:, 1:].to(d), loss_mask.to(d),
                            first=first.to(d), second=second.to(d))
 
-    def _generator(self, seed: int, step: int) -> torch.Generator:
-        return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63 - 1))
-
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1,
                     model: torch.nn.Module | None = None) -> RepeatBatch:
         # The global batch depends only on (seed, step): every rank draws it all and keeps its slice.
-        tokens, starts, lengths = self.sample(self._generator(self.seed, step), batch_size * world_size)
+        tokens, starts, lengths = self.sample(step_generator(self.seed, step), batch_size * world_size)
         mine = slice(rank * batch_size, (rank + 1) * batch_size)
         return self._batch(tokens[mine], starts[mine], lengths[mine])
 
@@ -160,7 +142,7 @@ class RepeatTask:
         try:
             sums: dict[str, float] = {}
             counts: dict[str, int] = {}
-            g = self._generator(seed, 0)
+            g = step_generator(seed, 0)
             for start in range(0, n_samples, 256):
                 n = min(256, n_samples - start)
                 batch = self._batch(*self.sample(g, n))

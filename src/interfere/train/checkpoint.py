@@ -13,12 +13,15 @@ under another.
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import pickle
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,8 @@ import numpy as np
 import torch
 
 from interfere.errors import CheckpointError
+from interfere.files import atomic_symlink, atomic_write, atomic_write_text
+from interfere.formatting import first_line
 from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 STATE, OPTIM, WEIGHTS, MODEL_CONFIG = "state.json", "optim.pt", "model.safetensors", "model.json"
@@ -70,23 +75,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ----- writing -------------------------------------------------------------------------------------
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_symlink(link: Path, target: str) -> None:
-    """Point `link` at `target` (relative) in one rename, so readers never see it missing."""
-    tmp = link.with_name(f".{link.name}-{os.getpid()}")
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
-
-
 def step_dirs(run_dir: str | Path) -> list[Path]:
     """The run's checkpoint directories, oldest step first."""
     root = Path(run_dir) / "checkpoints"
@@ -169,30 +157,15 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
     from interfere.model import save_model
 
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{int(state['step'])}"
-    final, tmp = root / name, root / f".{name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_model(model, tmp)
-    if optim_state is None:
-        optim_state = optimizer_state_by_name(model, optimizer)
-    torch.save(optim_state, tmp / OPTIM)
-    (tmp / STATE).write_text(json.dumps({**state, "rng": rng_state()}, indent=1))
-    for f in tmp.iterdir():
-        _fsync(f)
-    _fsync(tmp)
-    if final.exists():  # the same step written again (e.g. after a resume): move the old one aside first
-        old = root / f".{name}.old-{os.getpid()}"
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
-    _fsync(root)
+    with atomic_write(root / name, directory=True, fsync=True) as tmp, _write_errors(root / name):
+        save_model(model, tmp)
+        buffer = io.BytesIO()  # written by Python, whose OSError says why (torch's own writer only says "unexpected pos")
+        torch.save(optim_state if optim_state is not None else optimizer_state_by_name(model, optimizer), buffer)
+        (tmp / OPTIM).write_bytes(buffer.getbuffer())
+        (tmp / STATE).write_text(json.dumps({**state, "rng": rng_state()}, indent=1))
+    final = root / name
     atomic_symlink(root / "latest", name)
-    _fsync(root)
     if keep_last:
         for old in step_dirs(run_dir)[:-int(keep_last)]:
             if old != final:
@@ -202,13 +175,22 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
 
 def update_state(ckpt_dir: str | Path, **fields: Any) -> None:
     """Add fields to a checkpoint's state.json, atomically (e.g. why the run stopped)."""
-    path = Path(ckpt_dir) / STATE
-    state = {**read_state(ckpt_dir), **fields}
-    tmp = path.with_name(f".{STATE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(state, indent=1))
-    _fsync(tmp)
-    os.replace(tmp, path)
-    _fsync(path.parent)
+    atomic_write_text(Path(ckpt_dir) / STATE, json.dumps({**read_state(ckpt_dir), **fields}, indent=1), fsync=True)
+
+
+@contextlib.contextmanager
+def _write_errors(path: Path):
+    """safetensors reports a refused write as its own SafetensorError: raise the OSError it is (errno from its
+    message), naming the checkpoint, so that the CLI says where and why in one line."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as e:
+        m = re.search(r"os error (\d+)", str(e))
+        if not m:
+            raise
+        raise OSError(int(m.group(1)), os.strerror(int(m.group(1))), str(path)) from None
 
 
 # ----- reading -------------------------------------------------------------------------------------
@@ -235,58 +217,90 @@ def read_state(ckpt_dir: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_problem(ckpt_dir: str | Path) -> str | None:
+    """Why a checkpoint's weights would not load (state.json or model.json unreadable, model.safetensors missing,
+    truncated or foreign), from the files' headers alone (no tensor is read); None when it looks whole."""
+    from safetensors import SafetensorError, safe_open
+
+    ckpt_dir = Path(ckpt_dir)
+    config, weights = ckpt_dir / MODEL_CONFIG, ckpt_dir / WEIGHTS
+    try:
+        read_state(ckpt_dir)
+    except CheckpointError as e:
+        return str(e)
+    try:
+        if not isinstance(json.loads(config.read_text()), dict):
+            return f"{config} is not a model config"
+    except (OSError, ValueError) as e:
+        return f"{config} is unreadable: {first_line(e)}"
+    try:
+        with safe_open(str(weights), "pt"):  # the header must cover the whole file
+            pass
+    except (OSError, SafetensorError) as e:
+        return f"{weights} is unreadable (truncated or not safetensors): {first_line(e)}"
+    return None
+
+
 def load_optimizer_state(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """optim.pt as tensors and plain values only: a pickled object that would run code is refused."""
     path = Path(ckpt_dir) / OPTIM
     if not path.is_file():
         raise CheckpointError(f"{path} is missing")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it did not write
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message is a page of advice; keep what names the refused import.
-        m = re.search(r"GLOBAL (\S+)", str(e), re.IGNORECASE)
-        if m:  # the file asks to import (and so to call) something: tampering, not a crash
-            refused = m.group(1).rstrip(".,")
-            others = [g for g in _pickle_globals(path) if not g.startswith(_TORCH_GLOBALS)
-                      and g.removeprefix("__builtin__.").removeprefix("builtins.") != refused]
-            also = f" (it also names {', '.join(others[:5])})" if others else ""
+        # The file names something to import (and so to call): tampering, not a crash. torch's message is a
+        # page of advice (with weights_only=False "will likely succeed"); name what it would have run instead.
+        calls = [g.removeprefix("builtins.").removeprefix("__builtin__.") for g in _pickle_globals(path)
+                 if not g.startswith(_TORCH_GLOBALS)]
+        if calls:
             raise UnsafeCheckpointError(
-                f"{path} refused: unpickling it would import and call {refused}{also}; a checkpoint's "
+                f"{path} refused: unpickling it would import and call {', '.join(calls[:5])}; a checkpoint's "
                 f"optim.pt may hold only tensors and plain values (loaded with weights_only=True, nothing ran)"
             ) from None
-        raise CheckpointError(f"{path} is unreadable (corrupt pickle): {_first_line(e)}") from None
+        raise CheckpointError(f"{path} is unreadable (corrupt pickle): {first_line(e)}") from None
     except Exception as e:  # truncated zip, wrong format, ...
-        raise CheckpointError(f"{path} is unreadable (truncated or not a torch file): {_first_line(e)}") from None
+        raise CheckpointError(f"{path} is unreadable (truncated or not a torch file): {first_line(e)}") from None
 
 
 _TORCH_GLOBALS = ("torch.", "collections.OrderedDict")  # what torch.save itself writes
 
 
 def _pickle_globals(path: Path) -> list[str]:
-    """The module.name globals a torch.save file's pickle refers to, read without unpickling (best effort)."""
+    """The module.name globals a pickle refers to (torch.save's zip, or a plain pickle.dump file), read without
+    unpickling; best effort (a file too damaged to scan names what it named before the damage)."""
     import pickletools
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as z:
-            name = next(n for n in z.namelist() if n.endswith("data.pkl"))
-            data = z.read(name)
-        found, strings = [], []
-        for op, arg, _ in pickletools.genops(data):
-            if op.name == "GLOBAL":
-                found.append(str(arg).replace(" ", "."))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]}.{strings[-1]}")
-            elif isinstance(arg, str):
-                strings.append(arg)
-        return list(dict.fromkeys(found))
-    except Exception:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+        else:
+            data = path.read_bytes()
+    except (OSError, StopIteration, zipfile.BadZipFile):
         return []
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0].strip()
+    found, pushed, memo = [], [], {}  # pushed: the values ops put on the stack, as far as names go
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(pushed) >= 2:
+                found.append(f"{pushed[-2]}.{pushed[-1]}")
+                pushed.append(found[-1])
+            elif op.name == "MEMOIZE" and pushed:
+                memo[len(memo)] = pushed[-1]
+            elif op.name.endswith("PUT") and pushed:
+                memo[arg] = pushed[-1]
+            elif op.name.endswith("GET"):
+                pushed.append(memo.get(arg))
+            else:
+                pushed.append(arg if isinstance(arg, str) else None)
+    except Exception:  # noqa: BLE001 - a damaged pickle: what was read so far
+        pass
+    return list(dict.fromkeys(found))
 
 
 def _check_fits(ckpt_dir: Path, model: torch.nn.Module, loaded: torch.nn.Module) -> None:

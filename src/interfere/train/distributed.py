@@ -151,13 +151,6 @@ def all_reduce_sum(t: torch.Tensor, dist: Dist) -> torch.Tensor:
     return t
 
 
-def all_reduce_mean(t: torch.Tensor, dist: Dist) -> torch.Tensor:
-    if dist.enabled:
-        tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
-        t /= dist.world_size
-    return t
-
-
 def broadcast_object(obj, dist: Dist, src: int = 0):
     """Rank src's Python object on every rank (e.g. the run directory rank 0 created)."""
     if not dist.enabled:

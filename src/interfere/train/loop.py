@@ -36,7 +36,8 @@ from interfere.model import build_model
 from interfere.model.modes import eval_mode
 from interfere.train import determinism, distributed
 from interfere.train.audit import audit_leakage
-from interfere.train.checkpoint import atomic_symlink, rng_state, save_checkpoint, set_rng_state, update_state
+from interfere.files import atomic_symlink
+from interfere.train.checkpoint import rng_state, save_checkpoint, set_rng_state, update_state
 from interfere.train.config import TrainConfig
 from interfere.train.errors import NonFiniteLossError
 from interfere.train.logging import TrainLogger
@@ -159,16 +160,23 @@ class Trainer:
             audit_leakage(self.raw, self.task, self.task.train_batch(0, 2))
 
         self.state, self.resumed_from, named_optim = TrainState(), None, {} if self.fsdp else None
+        self.new_run, self.last_ckpt_path = None, None
         if resume_dir is not None:
             self._resume(named_optim)
         else:
             self._create_run()
+        with self._nothing_left_on_failure():
+            self._start(named_optim)
+
+    def _start(self, named_optim: dict | None) -> None:
+        """What needs the run directory: the parallel model, the logger, the first lines and calibration.json."""
+        tc, dist = self.tc, self.dist
         self.run_id = self.run_dir.name
         self.last_ckpt, self.last_ckpt_path, self.last_artifacts = self.state.step, self.resumed_from, None
         self.start_step = self.state.step
         self.model, self.shell = self._parallelise(named_optim)
         self.logger = TrainLogger(self.run_dir, self.run_id, self.total_steps, self.start_step,
-                                  is_main=dist.is_main, progress=tc.progress, loggers=tc.loggers, config=_plain(cfg))
+                                  is_main=dist.is_main, progress=tc.progress, loggers=tc.loggers, config=_plain(self.cfg))
         self.calibration = self._calibration_base()
         self.stop = StopRequest()
         self.stopped = "done"
@@ -176,15 +184,26 @@ class Trainer:
 
     # ----- building ------------------------------------------------------------------------------------
     def _new_model(self):
-        model = build_model(self.cfg.model, vocab_size=self.task.vocab_size, seq_len=self.task.seq_len)
-        model.set_layout(self.task.layout())
-        return model.to(self.device)
+        return build_model(self.cfg.model, self.task.vocab_size, self.task.seq_len, self.task.layout()).to(self.device)
 
     def _create_run(self) -> None:
-        run_dir = create_run(self.cfg) if self.dist.is_main else None
+        self.new_run = create_run(self.cfg) if self.dist.is_main else None
+        run_dir = self.new_run.path if self.new_run else None
         if run_dir is not None and hasattr(self.task, "save"):
-            self.task.save(run_dir)  # what `interfere.load` needs to rebuild the task exactly
+            with self._nothing_left_on_failure():
+                self.task.save(run_dir)  # what `interfere.load` needs to rebuild the task exactly
         self.run_dir = Path(distributed.broadcast_object(str(run_dir) if run_dir else None, self.dist))
+
+    @contextlib.contextmanager
+    def _nothing_left_on_failure(self):
+        """A new run that fails before its first checkpoint (a full disk, a bad logger, a non-finite loss, Ctrl-C
+        before the loop) leaves no run directory behind and runs/latest where it was."""
+        try:
+            yield
+        except BaseException:
+            if self.new_run is not None and self.last_ckpt_path is None:
+                self.new_run.discard()
+            raise
 
     def _resume(self, named_optim: dict | None) -> None:
         """Load the newest valid checkpoint into model and optimizer (every rank) and restore the state."""
@@ -260,7 +279,7 @@ class Trainer:
         self.train_time, self.mark, self.last_log = 0.0, None, (self.state.step, 0.0)
         try:
             self.stop.install()
-            with determinism.deterministic_mode(self.deterministic, self.device):
+            with self._nothing_left_on_failure(), determinism.deterministic_mode(self.deterministic, self.device):
                 if self._out_of_time(self.state.train_seconds) and self.state.step < self.total_steps:
                     self.stopped = "budget"  # a resumed run whose budget was already used up
                 while self.state.step < self.total_steps and self.stopped == "done":
@@ -484,7 +503,8 @@ class Trainer:
             where = (f"the last good checkpoint, {self.last_ckpt_path} (step {self.last_ckpt}), is intact and still "
                      f"`latest`; resume from it with `interfere train resume={self.run_id}` (e.g. with a lower train.lr)")
         else:
-            where = "no checkpoint had been written yet (train.ckpt_every)"
+            where = ("no checkpoint had been written yet (train.ckpt_every), so the run directory was removed"
+                     if self.new_run is not None else "no checkpoint had been written yet (train.ckpt_every)")
         hint = (f"; train.skip_nonfinite={skip} bad steps were skipped first" if skip
                 else "; train.skip_nonfinite=k skips up to k such steps instead")
         return NonFiniteLossError(f"step {step + 1}: {what}: training stopped without saving this step; {where}{hint}",

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from interfere.errors import CheckpointError, ConfigError
 from interfere.files import atomic_write_text
+from interfere.formatting import first_line
 from interfere.train import distributed
 from interfere.train.checkpoint import load_checkpoint
 from interfere.train.config import default_node
 from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
-from interfere.train.runs import resume_candidates, resume_checkpoint, run_dir_of
+from interfere.train.runs import resume_candidates, resume_checkpoint, run_config, run_dir_of
 
 FREE = ("task.eval", "task.render")  # model/task keys a resumed run may change
 _GROUPS = ("exp", "model", "task", "train")
@@ -36,12 +37,12 @@ def resume_config(resume: str, overrides=(), runs_dir: str | Path = "runs"):
     from omegaconf import OmegaConf
 
     run_dir = resume_candidates(resume, runs_dir)[0]
-    saved = _saved_config(run_dir)
+    saved = run_config(run_dir)
     cfg = OmegaConf.merge(saved, {"train": default_node()}, {"train": saved.get("train") or {}})
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(_key_overrides(overrides)))
     except Exception as e:
-        raise ConfigError(f"cannot apply overrides to {run_dir / 'config.yaml'}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot apply overrides to {run_dir / 'config.yaml'}: {first_line(e)}") from None
     cfg.resume = str(resume)
     cfg.runs_dir = str(runs_dir)
     for difference in resume_differences(cfg, run_dir):
@@ -64,23 +65,11 @@ def _key_overrides(overrides) -> list[str]:
     return dotlist
 
 
-def _saved_config(run_dir: Path):
-    from omegaconf import OmegaConf
-
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: cannot resume a run without its config")
-    return OmegaConf.load(path)
-
-
 def resume_differences(cfg, run_dir: Path) -> list[str]:
     """`key=value (the run had ...)` for each model or task value that differs from the run's config.yaml."""
     from omegaconf import OmegaConf
 
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return []  # resume_checkpoint names the missing file
-    saved = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    saved = OmegaConf.to_container(run_config(run_dir), resolve=True)
     given = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
     return [f"{key}={now!r} (the run had {was!r})" for group in ("model", "task")
             for key, was, now in _differences(saved.get(group), given.get(group), group)]

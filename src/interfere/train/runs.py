@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from interfere.errors import CheckpointError
-from interfere.train.checkpoint import (STATE, WEIGHTS, atomic_symlink, latest_checkpoint, load_checkpoint, read_state,
-                                        step_dirs)
+from interfere.files import atomic_symlink, atomic_write_text
+from interfere.formatting import first_line
+from interfere.tasks import headline_metric
+from interfere.train.checkpoint import (STATE, WEIGHTS, checkpoint_problem, latest_checkpoint,
+                                        load_checkpoint, read_state, step_dirs)
 from interfere.train.errors import CheckpointMismatchError, UnsafeCheckpointError
 
 
@@ -28,7 +33,25 @@ def new_run_id(name: str, runs_dir: str | Path, now: float | None = None) -> str
     return run_id
 
 
-def create_run(cfg) -> Path:
+@dataclass
+class NewRun:
+    """A run directory just created, and where runs/latest pointed before (to put it back if the run fails)."""
+
+    path: Path
+    previous_latest: str | None
+
+    def discard(self) -> None:
+        """Remove the run (it never wrote a checkpoint) and point runs/latest back where it was."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        latest = self.path.parent / "latest"
+        if latest.is_symlink() and os.readlink(latest) == self.path.name:
+            if self.previous_latest is not None:
+                atomic_symlink(latest, self.previous_latest)
+            else:
+                latest.unlink()
+
+
+def create_run(cfg) -> NewRun:
     """Make runs/<run_id>/ with the resolved config.yaml and assets/, and switch runs/latest to it."""
     from omegaconf import OmegaConf
 
@@ -41,10 +64,16 @@ def create_run(cfg) -> Path:
             break
         except FileExistsError:
             continue
-    (run_dir / "assets").mkdir()
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    atomic_symlink(runs_dir / "latest", run_dir.name)
-    return run_dir
+    latest = runs_dir / "latest"
+    new = NewRun(run_dir, os.readlink(latest) if latest.is_symlink() else None)
+    try:
+        (run_dir / "assets").mkdir()
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_symlink(latest, run_dir.name)
+    except BaseException:
+        new.discard()
+        raise
+    return new
 
 
 def _is_checkpoint(p: Path) -> bool:
@@ -90,8 +119,9 @@ def resolve_run(run_or_ckpt: str | os.PathLike | None = None, runs_dir: str | Pa
     runs_dir = Path(runs_dir)
     if run_or_ckpt is None or str(run_or_ckpt) == "":
         latest = runs_dir / "latest"
-        if not (latest / "config.yaml").is_file():
+        if not latest.is_dir():
             raise CheckpointError(f"no run given and {latest} does not exist; train one first or pass run=<id>")
+        run_config(latest)  # names a missing or damaged config.yaml
         return latest.resolve()
     p = Path(run_or_ckpt)
     candidates = [p] if p.is_absolute() else [p, runs_dir / p]
@@ -161,29 +191,37 @@ def run_dir_of(ckpt_dir: str | Path) -> Path:
     return Path(ckpt_dir).resolve().parent.parent
 
 
+def run_config(run_dir: str | Path):
+    """A run's config.yaml (an OmegaConf DictConfig); CheckpointError naming the file if it is missing or damaged."""
+    from omegaconf import DictConfig, OmegaConf
+
+    path = Path(run_dir) / "config.yaml"
+    fix = "restore it from a copy, or train the run again"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: a run keeps the config it was trained with there; {fix}")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # YAML syntax, NUL bytes, an undecodable file: whatever the parser says, in one line
+        raise CheckpointError(f"{path} is damaged ({first_line(e)}); {fix}") from None
+    if not isinstance(cfg, DictConfig) or not all(isinstance(cfg.get(k), DictConfig) for k in ("model", "task")):
+        raise CheckpointError(f"{path} is damaged: it is not a run's config (a mapping with model: and task:); {fix}")
+    return cfg
+
+
 def load(run_or_ckpt=None, runs_dir: str | Path = "runs", device=None):
     """(model, task) from a checkpoint: the task rebuilt from the run's config, its layout installed, eval mode."""
-    from omegaconf import OmegaConf
-
     from interfere.device import pick_device
     from interfere.model import load_model
     from interfere.tasks import build_task
 
     ckpt = resolve_checkpoint(run_or_ckpt, runs_dir)
-    config = run_dir_of(ckpt) / "config.yaml"
-    if not config.is_file():
-        raise CheckpointError(f"{config} is missing: a checkpoint must sit in runs/<id>/checkpoints/")
-    cfg = OmegaConf.load(config)
+    cfg = run_config(run_dir_of(ckpt))
     device = pick_device(device if device is not None else "auto")
     task = build_task(cfg.task, device, run_dir=run_dir_of(ckpt))
     model = load_model(ckpt, device)
     model.set_layout(task.layout())
     model.eval()
     return model, task
-
-
-# Accuracy-like metrics a row shows, best first: held-out evaluation, then the training batches'.
-ACCURACY_KEYS = ("eval/cell_accuracy", "eval/accuracy", "eval/acc", "acc_t1", "accuracy", "acc")
 
 
 def _tail_records(metrics: Path, nbytes: int = 65536) -> list[dict]:
@@ -205,23 +243,19 @@ def _tail_records(metrics: Path, nbytes: int = 65536) -> list[dict]:
     return out
 
 
-def _last_accuracy(run_dir: Path, records: list[dict]) -> tuple[str | None, float | None]:
-    """(metric name, value) of the run's last logged accuracy: eval.json's, else the best-ranked key logged."""
-    eval_file = run_dir / "eval.json"
-    if eval_file.is_file():
-        try:
-            final = json.loads(eval_file.read_text())
-        except ValueError:
-            final = {}
-        for key in ACCURACY_KEYS:
-            name = key.removeprefix("eval/")
-            if key.startswith("eval/") and isinstance(final.get(name), (int, float)):
-                return key, final[name]
-    for key in ACCURACY_KEYS:
-        for rec in reversed(records):
-            if isinstance(rec.get(key), (int, float)):
-                return key, rec[key]
-    return None, None
+def _last_headline(run_dir: Path, records: list[dict], headline: str | None) -> tuple[str | None, float | None]:
+    """(eval/<headline>, its value) for the run's task's headline metric: eval.json's, else the last logged."""
+    if headline is None:
+        return None, None
+    try:
+        final = json.loads((run_dir / "eval.json").read_text())
+    except (OSError, ValueError):
+        final = {}
+    if isinstance(final, dict) and isinstance(final.get(headline), (int, float)):
+        return f"eval/{headline}", final[headline]
+    value = next((r[f"eval/{headline}"] for r in reversed(records)
+                  if isinstance(r.get(f"eval/{headline}"), (int, float))), None)
+    return (f"eval/{headline}", value) if value is not None else (None, None)
 
 
 def _task_name(config: Path) -> str | None:
@@ -236,19 +270,31 @@ def _task_name(config: Path) -> str | None:
     return task.get("name") if isinstance(task, dict) else None
 
 
+def _born(run_dir: Path) -> float:
+    """When a run started: its config.yaml is written first (the folder itself changes as files arrive)."""
+    config = run_dir / "config.yaml"
+    return (config if config.is_file() else run_dir).stat().st_mtime
+
+
 def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run, oldest first: id, task (task.name), step, tokens, loss (last logged), acc and acc_name
-    (the last accuracy logged: held-out eval if any, e.g. eval/cell_accuracy, else training, e.g. acc_t1),
-    stopped (done | budget | signal | None while running or killed), updated (when its metrics, or its
+    (the task's headline metric, eval.json's, else the last evaluation logged),
+    stopped (done | budget | signal | None while running or killed), broken (why the newest checkpoint's
+    weights would not load, or None), updated (when its metrics, or its
     config if none, were last written: seconds since the epoch), path."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     rows = []
-    dirs = [p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink() and (p / "config.yaml").is_file()]
-    for d in sorted(dirs, key=lambda p: ((p / "config.yaml").stat().st_mtime, p.name)):
-        step = tokens = stopped = None
+    dirs = [p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink()
+            and ((p / "config.yaml").is_file() or (p / "checkpoints").is_dir())]
+    for d in sorted(dirs, key=lambda p: (_born(p), p.name)):
+        step = tokens = stopped = broken = None
         ckpt = latest_checkpoint(d)
+        if not (d / "config.yaml").is_file():
+            broken = f"{d / 'config.yaml'} is missing"
+        elif ckpt is not None:
+            broken = checkpoint_problem(ckpt)
         if ckpt is not None:
             try:
                 state = read_state(ckpt)
@@ -257,9 +303,10 @@ def list_runs(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
                 pass
         records = _tail_records(d / "metrics.jsonl")
         loss = next((r["loss"] for r in reversed(records) if "loss" in r), None)
-        acc_name, acc = _last_accuracy(d, records)
-        written = d / "metrics.jsonl" if (d / "metrics.jsonl").is_file() else d / "config.yaml"
-        rows.append({"id": d.name, "task": _task_name(d / "config.yaml"), "step": step, "tokens": tokens,
-                     "loss": loss, "acc": acc, "acc_name": acc_name, "stopped": stopped,
+        task = _task_name(d / "config.yaml")
+        acc_name, acc = _last_headline(d, records, headline_metric(task))
+        written = next((f for f in (d / "metrics.jsonl", d / "config.yaml") if f.is_file()), d)
+        rows.append({"id": d.name, "task": task, "step": step, "tokens": tokens,
+                     "loss": loss, "acc": acc, "acc_name": acc_name, "stopped": stopped, "broken": broken,
                      "updated": written.stat().st_mtime, "path": str(d)})
     return rows

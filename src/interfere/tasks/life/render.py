@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from interfere.files import atomic_write
 
 BACKGROUND = (24, 24, 28)
 GRID = (48, 48, 56)
@@ -92,39 +93,22 @@ def frames(model_boards, true_boards, cell: int | None = None) -> list[np.ndarra
     return out
 
 
-def _temp(path: Path) -> Path:
-    # Same folder (so os.replace is atomic) and same suffix (so ffmpeg/pillow pick the format).
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 8) -> Path:
     """H.264 MP4 through imageio's ffmpeg binary; written to a temp file, then renamed into place."""
     import imageio
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp(path)
-    try:
+    with atomic_write(path) as tmp:
         with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
                                 pixelformat="yuv420p", macro_block_size=16) as w:
             for f in frames:
                 w.append_data(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def write_gif(frames: list[np.ndarray], path: str | Path, fps: int = 8) -> Path:
     """Looping GIF through imageio (pillow); atomic like write_video."""
     import imageio
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp(path)
-    try:
+    with atomic_write(path) as tmp:
         imageio.mimsave(tmp, frames, format="GIF", duration=1000 / fps, loop=0)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

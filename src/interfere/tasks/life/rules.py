@@ -67,11 +67,6 @@ def random_rules(n: int, generator: torch.Generator | None = None,
     return torch.randint(0, 2, (n, N_BITS), generator=generator, device=device)
 
 
-def as_bits(rule: str | torch.Tensor) -> torch.Tensor:
-    """A rule given as text or bits -> LongTensor[18]."""
-    return parse(rule) if isinstance(rule, str) else torch.as_tensor(rule, dtype=torch.long)
-
-
 # ----- rule ids and the held-out split ------------------------------------------------------------------
 def ids(bits: torch.Tensor) -> torch.Tensor:
     """[..., 18] bits -> [...] long rule ids, sum(bit_i * 2^i)."""

@@ -8,16 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from interfere.tasks.life import rules as R
+from interfere.tasks.base import step_generator
 from interfere.tasks.life.simulate import PATTERNS, rollout, stamp
 
 MAX_STAMPS = 3  # a board chosen for patterns gets 1..MAX_STAMPS of them
-
-
-def generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The generator for global batch `step` of stream `seed`."""
-    g = torch.Generator(device=device)
-    g.manual_seed(seed * 1_000_003 + step)
-    return g
 
 
 @dataclass
@@ -54,7 +48,7 @@ class LifeStream:
 
     def sample(self, step: int, n: int, seed: int | None = None):
         """(rule_bits [n, 18], boards [n, K+1, H, W] long): initial boards and their true K-step rollouts."""
-        return self.draw(generator(self.seed if seed is None else seed, step, self.device), n)
+        return self.draw(step_generator(self.seed if seed is None else seed, step, self.device), n)
 
     def draw(self, g: torch.Generator, n: int):
         """Like sample, from a given generator (which callers may keep drawing from)."""

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 
 from interfere.errors import ConfigError
-from interfere.tasks.base import Batch, Layout
+from interfere.tasks.base import Batch, Layout, plain, step_generator
 from interfere.tasks.life import rules as R
 from interfere.model.modes import eval_mode, unwrap
 from interfere.tasks.life import evaluate as E
 from interfere.tasks.life.rollout import model_rollout, predict_next
 from interfere.tasks.life.simulate import neighbours
 from interfere.tasks.life.simulate import rollout as true_rollout
-from interfere.tasks.life.stream import LifeStream, generator
+from interfere.tasks.life.stream import LifeStream
 from interfere.tasks.life.tokens import ALIVE, DEAD, N_SEGMENTS, VOCAB_SIZE, SeqLayout
 
 EVAL_CHUNK = 256  # boards per forward in evaluate
@@ -42,15 +42,6 @@ def _auto_device(device) -> torch.device:
     return torch.device(device)
 
 
-def _plain(x):
-    """Hydra/OmegaConf containers -> dicts and lists (they duck-type, but tensors and == want the real thing)."""
-    if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, Sequence) and not isinstance(x, str):
-        return [_plain(v) for v in x]
-    return x
-
-
 def _resolve(key: str, spec) -> tuple[torch.Tensor, str]:
     try:
         return R.resolve(spec)
@@ -63,11 +54,13 @@ class LifeTask:
 
     vocab_size = VOCAB_SIZE
     n_segments = N_SEGMENTS
+    headline = "cell_accuracy"  # the evaluate() key `interfere runs` shows
+    token_analyses = False  # sequences follow the board layout: random token ids mean nothing to the model
 
     def __init__(self, *, name: str = "life", board=(16, 16), rules="B3/S23", density=(0.1, 0.9),
                  patterns: float = 0.0, horizons: int = 1, scheduled_sampling=None, seed: int = 0,
                  curriculum=(), eval=None, render=None, device="cpu"):  # noqa: A002 - `eval` is the config key
-        board, density = _plain(board), _plain(density)
+        board, density = plain(board), plain(density)
         if isinstance(board, int):
             board = [board, board]
         if len(board) != 2 or min(board) < 3:
@@ -83,17 +76,17 @@ class LifeTask:
         self.horizons = int(horizons)
         self.device = _auto_device(device)
         self.seed = int(seed)
-        self.ss = {**_SS_DEFAULTS, **_plain(scheduled_sampling or {})}
-        self.eval_cfg = {**_EVAL_DEFAULTS, **_plain(eval or {})}
-        self.render_cfg = {**_RENDER_DEFAULTS, **_plain(render or {})}
+        self.ss = {**_SS_DEFAULTS, **plain(scheduled_sampling or {})}
+        self.eval_cfg = {**_EVAL_DEFAULTS, **plain(eval or {})}
+        self.render_cfg = {**_RENDER_DEFAULTS, **plain(render or {})}
 
-        self.rules_spec = _plain(rules)
+        self.rules_spec = plain(rules)
         rule_ids, self.rule_label = _resolve("task.rules", self.rules_spec)
         self.varies = len(rule_ids.unique()) > 1
         # The rules reported one by one: the named ones when the rules vary at random, else those given.
         listed = self.rule_label.split(",") if self.rule_label not in R.SETS else []
         self.rule_names = listed if listed else [R.format(R.parse(r)) for r in R.NAMED.values()]
-        phases = self._phases(_plain(curriculum) or [])
+        phases = self._phases(plain(curriculum) or [])
         self.train_ids = torch.cat([rule_ids, *(ids for _, ids in phases)]).unique()  # every rule training draws
 
         self.seq = SeqLayout(self.height, self.width, self.horizons)
@@ -121,7 +114,7 @@ class LifeTask:
     def layout(self) -> Layout:
         s = self.seq
         return Layout(positions=s.positions().to(self.device), segment_ids=s.segment_ids().to(self.device),
-                      attn_mask=s.attention_mask().to(self.device))
+                      attn_mask=s.attention_mask().to(self.device), torus=(self.height, self.width))
 
     def allowed_inputs(self) -> torch.Tensor:
         return self.seq.allowed_inputs().to(self.device)
@@ -136,7 +129,7 @@ class LifeTask:
                     model: torch.nn.Module | None = None) -> LifeBatch:
         # The whole global batch is drawn on every rank, so the data never depends on the world size.
         n = batch_size * world_size
-        g = generator(self.seed, step, self.device)
+        g = step_generator(self.seed, step, self.device)
         rule_bits, truth = self.stream_at(step).draw(g, n)
         p = self.ss_prob(step)
         fed = torch.rand(n, generator=g, device=self.device) < p  # drawn even when p = 0: same stream either way
@@ -150,10 +143,6 @@ class LifeTask:
                 for k in range(1, self.horizons):
                     in_boards[idx, k] = predict_next(m, in_boards[idx, k - 1], rule_bits[idx])
         return self._batch(rule_bits, in_boards, truth[:, 1:], ss_prob=p, ss_fed=fed.float().mean())
-
-    def batch_from(self, rule_bits: torch.Tensor, truth: torch.Tensor) -> LifeBatch:
-        """A teacher-forced batch from rule_bits [B, 18] and true rollouts [B, K+1, H, W]."""
-        return self._batch(rule_bits, truth[:, :-1], truth[:, 1:])
 
     def _batch(self, rule_bits, in_boards, target_boards, ss_prob=0.0, ss_fed=0.0) -> LifeBatch:
         inputs, targets, loss_mask = self.seq.encode(rule_bits, in_boards, target_boards)
@@ -201,7 +190,7 @@ class LifeTask:
         steps = max(int(self.eval_cfg["rollout_steps"] if rollout_steps is None else rollout_steps), 1)
         with eval_mode(unwrap(model)) as m:
             if rules is not None:
-                ids, label = _resolve("rules", _plain(rules))
+                ids, label = _resolve("rules", plain(rules))
                 return self._evaluate(m, ids, label, n, seed + HELDOUT_SEED if label == "heldout" else seed, steps)
             out = self._evaluate(m, self.stream.rule_ids, self.rule_label, n, seed, steps)
             if self.varies:

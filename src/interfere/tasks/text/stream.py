@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -25,16 +23,11 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from interfere.errors import ConfigError
+from interfere.files import atomic_write, atomic_write_text, cache_dir as default_cache_dir
 from interfere.tasks.text.corpus import Corpus, doc_hash_value
 
 FORMAT = 1
 ENCODE_CHUNK_CHARS = 4_000_000  # documents are tokenized in batches of about this many characters
-
-
-def default_cache_dir() -> Path:
-    """$INTERFERE_CACHE_DIR, else ~/.cache/interfere."""
-    env = os.environ.get("INTERFERE_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "interfere"
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -93,10 +86,7 @@ def plan_split(corpus: Corpus, val_fraction: float, cache_dir: str | os.PathLike
         raise ConfigError(f"task.corpus.source={corpus.source!r}: all {len(values)} documents fell in the "
                           f"validation split; lower task.val_fraction or add documents")
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(split.val))
-        os.replace(tmp, cached)
+        atomic_write_text(cached, json.dumps(split.val))
     return split
 
 
@@ -128,12 +118,9 @@ def _chunks(docs: Iterable[tuple[str, bool]], chars: int) -> Iterator[list[tuple
 def build_token_files(corpus: Corpus, tokenizer, split: Split, directory: Path) -> Path:
     """Tokenize the corpus into directory/{train,val}.{bin,idx} + meta.json (atomically: a temporary
     folder renamed into place, so concurrent builders, e.g. several ranks, never see half a file)."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     dtype = dtype_for(tokenizer.vocab_size)
     eot = tokenizer.eot_id
-    tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".tmp-", dir=directory.parent))
-    try:
+    with atomic_write(directory, directory=True, keep_existing=True) as tmp:
         files = {s: open(tmp / f"{s}.bin", "wb") for s in ("train", "val")}
         starts = {"train": [], "val": []}
         counts = {"train": 0, "val": 0}
@@ -157,15 +144,7 @@ def build_token_files(corpus: Corpus, tokenizer, split: Split, directory: Path) 
                 "corpus": corpus.describe(), "tokens": counts, "documents": {s: len(v) for s, v in starts.items()},
                 "chars": chars}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        try:
-            os.rename(tmp, directory)
-        except OSError:  # another process finished first: use its (identical) files
-            if not (directory / "meta.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+    return Path(directory)
 
 
 class TokenStore:

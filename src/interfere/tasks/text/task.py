@@ -5,19 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from interfere.errors import ConfigError
-from interfere.tasks.base import Batch, Layout
+from interfere.files import atomic_write, cache_dir as default_cache_dir
+from interfere.tasks.base import Batch, Layout, plain
 from interfere.tasks.text import metrics as M
 from interfere.tasks.text.corpus import corpus_from_config
-from interfere.tasks.text.stream import (TokenStore, default_cache_dir, eval_chunks, gather_windows, plan_split,
+from interfere.tasks.text.stream import (TokenStore, eval_chunks, gather_windows, plan_split,
                                          train_documents, window_starts)
 from interfere.tasks.text.tokenizer import KINDS, META, Tokenizer, build_tokenizer, gpt2_files, load_tokenizer
 
@@ -27,14 +26,8 @@ _EVAL_DEFAULTS = {"samples": 128, "seed": 1234, "batch_size": 16}
 _GENERATE_DEFAULTS = {"prompt": "", "max_new_tokens": 200, "preset": "balanced", "seed": 0}
 
 
-def _plain(x):
-    if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
-    return x
-
-
 def _merge(name: str, defaults: dict, given) -> dict:
-    given = _plain(given or {})
+    given = plain(given or {})
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ConfigError(f"task.{name} has no key(s) {unknown}; its keys are {sorted(defaults)}")
@@ -48,6 +41,8 @@ class TextTask:
     `run_dir/tokenizer/` when given, else from the cache) and the corpus tokenized into memory-mapped
     files (cached). `save(run_dir)` writes the tokenizer into the run so `interfere.load` can rebuild it.
     """
+
+    headline = "accuracy"  # the evaluate() key `interfere runs` shows
 
     def __init__(self, *, name: str = "text", corpus="shakespeare", tokenizer=None, seq_len: int = 256,
                  val_fraction: float = 0.1, seed: int = 0, cache_dir: str | None = None, eval=None,  # noqa: A002
@@ -106,16 +101,8 @@ class TextTask:
         if (directory / META).is_file():
             return load_tokenizer(directory)
         tok = build()
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=name + ".tmp-", dir=directory.parent))
-        try:
+        with atomic_write(directory, directory=True, keep_existing=True) as tmp:  # another process may store it too
             tok.save(tmp)
-            os.rename(tmp, directory)
-        except OSError:  # another process stored it first
-            if not (directory / META).is_file():
-                raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return tok
 
     def save(self, run_dir: str | os.PathLike) -> Path:
@@ -188,9 +175,9 @@ class TextTask:
                  preset: str | None = None, seed: int | None = None, stop_at_eot: bool = False, **kwargs) -> str:
         """The model's continuation of `prompt` (read as the start of a document), as text.
 
-        kwargs: strategy, temperature, top_k, top_p, use_cache (see interfere.generate.generate).
+        kwargs: strategy, temperature, top_k, top_p, use_cache (see interfere.model.generate.generate).
         """
-        from interfere.generate import generate_text
+        from interfere.model.generate import generate_text
 
         g = self.gen_cfg
         self.attach(model)

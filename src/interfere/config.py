@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from interfere.errors import ConfigError
+from interfere.formatting import first_line
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 CONFIG_NAME = "config"
 
 # Types of keys whose default is null (every other key must keep the type of its default).
@@ -84,7 +85,7 @@ def to_yaml(cfg) -> str:
     try:
         return OmegaConf.to_yaml(cfg, resolve=True)
     except Exception as e:  # a broken ${...} interpolation
-        raise ConfigError(f"cannot resolve the config: {_first_line(e)}") from None
+        raise ConfigError(f"cannot resolve the config: {first_line(e)}") from None
 
 
 def _parse(overrides: list[str]):
@@ -112,7 +113,7 @@ def _parse_problem(line: str, e: Exception) -> str:
         close = difflib.get_close_matches(line, experiments(), n=1)
         hint = f" (did you mean exp={close[0]}?)" if close else ""
         return f"'{line}' is not an override; overrides are key=value, e.g. exp=life_smoke or train.steps=10{hint}"
-    return f"cannot parse override '{line}': {_first_line(e)}; see https://hydra.cc/docs/advanced/override_grammar/basic/"
+    return f"cannot parse override '{line}': {first_line(e)}; see https://hydra.cc/docs/advanced/override_grammar/basic/"
 
 
 def _compose(overrides: list[str], parsed):
@@ -135,7 +136,7 @@ def _compose(overrides: list[str], parsed):
 def _missing_option(e) -> str:
     m = re.search(r"Could not find '([^']+)/([^'/]+)'", str(e))
     if not m:
-        return _first_line(e)
+        return first_line(e)
     group, option = m.group(1), m.group(2)
     choices = options(group) if (CONF_DIR / group).is_dir() else list(getattr(e, "options", None) or [])
     close = difflib.get_close_matches(option, choices, n=1)
@@ -160,7 +161,7 @@ def _composition_problem(e: Exception, parsed) -> str:
     # e.g. a ValueError from OmegaConf for `train.betas.x=3`: find the override that alone fails
     line = next((o.input_line for o in parsed if o.key_or_group in text), None) or _culprit(parsed)
     where = f"{line}: " if line else ""
-    return f"{where}{_first_line(e)}"
+    return f"{where}{first_line(e)}"
 
 
 def _culprit(parsed) -> str | None:
@@ -259,7 +260,3 @@ def _check_type(key: str, line: str, default: Any, value: Any) -> None:
         got = f"'{value}'" if isinstance(value, str) else repr(value)
         raise ConfigError(f"{key} must be {want}, not {got}; e.g. {key}={example}")
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0].strip()
