@@ -88,6 +88,8 @@ class Task(Protocol):
     # Optional: `training_loss(model, batch) -> (loss, output)`: the loss summed over the batch's
     # loss_mask units and the output `log_metrics` receives; without it the trainer uses the masked
     # cross-entropy of model(batch.inputs, **batch.model_kwargs) against batch.targets.
+    # Optional: `build_model() -> nn.Module`: the module to train in place of a HookedGPT built from the
+    # `model` config (its checkpoints hold its safetensors; it is used with the task's `training_loss`).
     # Optional: `save(run_dir)` writes what the task needs to be rebuilt exactly (e.g. a trained
     # tokenizer); the trainer calls it once the run directory exists, and `build_task(..., run_dir=)`
     # hands the directory back to a task whose constructor takes `run_dir`.

@@ -176,6 +176,9 @@ class Trainer:
 
     # ----- building ------------------------------------------------------------------------------------
     def _new_model(self):
+        custom = getattr(self.task, "build_model", None)
+        if custom is not None:  # a task that trains its own module (e.g. the consistency lens), not a HookedGPT
+            return custom().to(self.device)
         model = build_model(self.cfg.model, vocab_size=self.task.vocab_size, seq_len=self.task.seq_len)
         model.set_layout(self.task.layout())
         return model.to(self.device)
