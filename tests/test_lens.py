@@ -226,7 +226,6 @@ def test_cli_dump_and_eval_as_json_and_a_bad_layer_is_one_line(subject_run, tmp_
 # ----- SmolLM2 (slow: `make pretrained` first) -----------------------------------------------------
 @pytest.mark.slow
 def test_smollm2_dump_and_eval(tmp_path):
-    pytest.importorskip("gguf")
     out = tmp_path / "smol"
     p = cli("dump", "model=smollm2", "layer=15", "n_train=32", "n_val=16", "ctx=24", f"out={out}", "device=cpu",
             "--json")
