@@ -148,7 +148,8 @@ def _show_eval(r: dict) -> None:
 
     names = [n for n in ("lens", *BASELINES) if f"{n}_kl" in r]
     rows = [[n, r[f"{n}_kl"], r[f"{n}_fve"], r[f"{n}_kl"] / r["mean_kl"] if r["mean_kl"] else None] for n in names]
-    print_table(f"lens {r['lens']} on {r['n']} held-out activations (layer {r['layer']})",
+    print(f"lens   {r['lens']}\ndata   {r['data']}")
+    print_table(f"{r['n']} held-out activations, layer {r['layer']}",
                 ["reconstruction", "KL (nats)", "FVE", "KL / mean's"], rows)
     print(f"explanations: {r['length']} tokens; commonest token's frequency {r['top_token_freq']:.3f}; "
           f"distinct {r['distinct_share']:.3f}")
