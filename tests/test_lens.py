@@ -139,6 +139,8 @@ def test_a_dump_with_other_settings_is_refused(subject, dumped):
 
     with pytest.raises(ConfigError, match="different dump"):
         dump(subject, dumped, 0, n_train=96, n_val=40, ctx=24, min_pos=4, shard_size=32)
+    with pytest.raises(ConfigError, match="cannot grow"):  # val's last shard holds 8 of 32
+        dump(subject, dumped, LAYER, n_train=96, n_val=50, ctx=24, min_pos=4, shard_size=32)
 
 
 # ----- scores ---------------------------------------------------------------------------------------

@@ -102,7 +102,11 @@ def _resumable(out: Path, want: dict) -> dict:
         raise ConfigError(f"{out} holds a different dump ({', '.join(f'{k}={have.get(k)!r}' for k in differ)}); "
                           "choose another out= or delete it")
     for split in SPLITS:
-        have["splits"][split]["n"] = max(have["splits"][split]["n"], want["splits"][split]["n"])
+        entry, n = have["splits"][split], want["splits"][split]["n"]
+        if n > entry["n"] and len(entry["shards"]) * have["shard_size"] > entry["n"]:  # its last shard is short
+            raise ConfigError(f"{out} holds a complete {split} split of {entry['n']}: it cannot grow to {n} "
+                              "(its last shard is short); choose another out=")
+        entry["n"] = max(entry["n"], n)
     return have
 
 
