@@ -5,6 +5,8 @@ kl:       KL(P_orig(A) || P_orig(A_hat)): the subject's next-token distribution 
 fluency:  KL(P_subject || P_decoder) over the k explanation tokens: the frozen subject reading
           [generic prefix, explanation so far] against the decoder's distribution for the same token.
 entropy:  the decoder's mean entropy per token (subtracted with its weight: it keeps the choice open).
+usage:    the entropy of the batch's average token distribution (subtracted with its weight: it spreads the
+          explanations over the vocabulary, against collapse onto a few tokens; not in the anchor).
 mse:      ||A - A_hat||^2 / sum_j var(A)_j: 1 - FVE per example, in the activation's own units.
 """
 
@@ -44,6 +46,12 @@ def decoder_entropy(dec_logits: torch.Tensor) -> torch.Tensor:
     """[B] mean entropy (nats) of the decoder's token distributions."""
     logp = dec_logits.float().log_softmax(-1)
     return -(logp.exp() * logp).sum(-1).mean(-1)
+
+
+def usage_entropy(dec_logits: torch.Tensor) -> torch.Tensor:
+    """[B] the entropy (nats) of the token distribution averaged over the batch and the k tokens, per example."""
+    marginal = dec_logits.float().softmax(-1).mean((0, 1))
+    return (-(marginal * marginal.clamp_min(1e-12).log()).sum()).expand(len(dec_logits))
 
 
 def normalised_mse(acts: torch.Tensor, a_hat: torch.Tensor, total_var: float) -> torch.Tensor:

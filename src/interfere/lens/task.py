@@ -94,11 +94,12 @@ class LensTask:
         one_hot, dec_logits, a_hat = model(batch.acts, tau=batch.tau)
         terms = {"kl": L.patched_kl(self.subject, batch.inputs, batch.positions, self.layer, a_hat),
                  "mse": L.normalised_mse(batch.acts, a_hat, self.total_var),
-                 "entropy": L.decoder_entropy(dec_logits)}
+                 "entropy": L.decoder_entropy(dec_logits), "usage": L.usage_entropy(dec_logits)}
         terms["fluency"] = (L.fluency_kl(self.subject, self.prefix, one_hot, dec_logits) if batch.alpha > 0
                             else torch.zeros_like(terms["kl"]))
         loss = (float(w.get("kl", 1.0)) * terms["kl"] + batch.alpha * terms["fluency"]
-                - float(w.get("entropy", 0.0)) * terms["entropy"] + float(w.get("mse", 0.0)) * terms["mse"])
+                - float(w.get("entropy", 0.0)) * terms["entropy"] - float(w.get("usage", 0.0)) * terms["usage"]
+                + float(w.get("mse", 0.0)) * terms["mse"])
         ids = one_hot.detach().argmax(-1)
         output = {f"{k}": float(v.detach().mean()) for k, v in terms.items()}
         output.update(tau=batch.tau, alpha=batch.alpha, top_token_freq=top_token_frequency(ids))
