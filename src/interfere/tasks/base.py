@@ -94,6 +94,8 @@ class Task(Protocol):
     # Optional: `token_analyses = False` says that the model only ever sees sequences laid out by the task
     # (a Game of Life board), so analyses on made-up token ids (induction on random repeats, a logit lens of
     # random ids) mean nothing for it; the CLI then refuses them. Tasks without it read free tokens.
+    # Optional: `build_model() -> nn.Module`: the module to train in place of a HookedGPT built from the
+    # `model` config (its checkpoints hold its safetensors; it is used with the task's `training_loss`).
     # Optional: `save(run_dir)` writes what the task needs to be rebuilt exactly (e.g. a trained
     # tokenizer); the trainer calls it once the run directory exists, and `build_task(..., run_dir=)`
     # hands the directory back to a task whose constructor takes `run_dir`.

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_model as save_tensors
 
 from interfere.errors import CheckpointError
 from interfere.files import atomic_symlink, atomic_write, atomic_write_text
@@ -155,11 +156,15 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
     (FSDP) in place of `optimizer`.
     """
     from interfere.model import save_model
+    from interfere.model.modes import unwrap
 
     root = Path(run_dir) / "checkpoints"
     name = f"step_{int(state['step'])}"
     with atomic_write(root / name, directory=True, fsync=True) as tmp, _write_errors(root / name):
-        save_model(model, tmp)
+        if _is_hooked_gpt(model):
+            save_model(model, tmp)
+        else:  # a task's own module (Task.build_model): its tensors only, rebuilt by the task
+            save_tensors(unwrap(model), str(tmp / WEIGHTS))
         buffer = io.BytesIO()  # written by Python, whose OSError says why (torch's own writer only says "unexpected pos")
         torch.save(optim_state if optim_state is not None else optimizer_state_by_name(model, optimizer), buffer)
         (tmp / OPTIM).write_bytes(buffer.getbuffer())
@@ -303,9 +308,39 @@ def _pickle_globals(path: Path) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _check_fits(ckpt_dir: Path, model: torch.nn.Module, loaded: torch.nn.Module) -> None:
+def _is_hooked_gpt(model: torch.nn.Module) -> bool:
+    from interfere.model import HookedGPT
+    from interfere.model.modes import unwrap
+
+    return isinstance(unwrap(model), HookedGPT)
+
+
+def _read_tensors(ckpt_dir: Path, model: torch.nn.Module, device) -> dict[str, torch.Tensor]:
+    """model.safetensors of a task's own module as a full state dict: a tied tensor, stored once under one of
+    its names, is given its other names too (those the model shares with it)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = ckpt_dir / WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; is {ckpt_dir} a checkpoint directory?")
+    try:
+        state = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is unreadable (truncated or not safetensors): {e}") from None
+    names_of: dict[tuple, list[str]] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        names_of.setdefault((t.data_ptr(), t.shape), []).append(name)
+    for names in names_of.values():
+        stored = next((n for n in names if n in state), None)
+        for n in names if stored is not None else ():
+            state.setdefault(n, state[stored])
+    return state
+
+
+def _check_fits(ckpt_dir: Path, model: torch.nn.Module, theirs: dict[str, torch.Tensor]) -> None:
     """Same tensor names and shapes, or CheckpointMismatchError (load_state_dict would half-copy first)."""
-    mine, theirs = model.state_dict(), loaded.state_dict()
+    mine = model.state_dict()
     missing, extra = sorted(mine.keys() - theirs.keys()), sorted(theirs.keys() - mine.keys())
     shapes = [f"{k} {tuple(theirs[k].shape)} vs {tuple(mine[k].shape)}" for k in mine.keys() & theirs.keys()
               if mine[k].shape != theirs[k].shape]
@@ -335,7 +370,9 @@ def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module | None = None,
         raise CheckpointError(f"{ckpt_dir} is not a checkpoint directory")
     state = read_state(ckpt_dir)
     device = next(model.parameters()).device if model is not None else torch.device("cpu")
-    loaded = load_model(ckpt_dir, device) if model is not None else None
+    loaded = None
+    if model is not None:
+        loaded = load_model(ckpt_dir, device).state_dict() if _is_hooked_gpt(model) else _read_tensors(ckpt_dir, model, device)
     optim_state = load_optimizer_state(ckpt_dir, device) if optimizer is not None else None
     if loaded is not None:
         _check_fits(ckpt_dir, model, loaded)
@@ -345,7 +382,7 @@ def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module | None = None,
             raise TypeError("load_checkpoint: loading an optimizer needs its model (for the parameter names)")
         by_index = optimizer_state_by_index(model, optimizer, optim_state, ckpt_dir / OPTIM)
     if loaded is not None:
-        model.load_state_dict(loaded.state_dict())
+        model.load_state_dict(loaded)
     if by_index is not None:
         try:
             optimizer.load_state_dict(by_index)

@@ -184,6 +184,9 @@ class Trainer:
 
     # ----- building ------------------------------------------------------------------------------------
     def _new_model(self):
+        custom = getattr(self.task, "build_model", None)
+        if custom is not None:  # a task that trains its own module (e.g. the consistency lens), not a HookedGPT
+            return custom().to(self.device)
         return build_model(self.cfg.model, self.task.vocab_size, self.task.seq_len, self.task.layout()).to(self.device)
 
     def _create_run(self) -> None:
