@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from throughput import cpu_info  # a sibling script: benchmarks/ is on sys.path when run
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CELL_TARGET, BOARD_TARGET = 0.999, 0.99
@@ -62,10 +64,9 @@ def main() -> int:
     args.minutes = args.minutes or (60.0 if general else 30.0)
     runs_dir = RESULTS / "runs"
     tag = rules_tag(args.rules)
-    common = ["exp=life16_rules" if general else f"exp=life16 task.rules={args.rules}", f"runs_dir={runs_dir}",
-              f"train.max_minutes={args.minutes}", "train.progress=false", "train.artifacts_every=0",
-              "train.eval_every=0", "task.eval.samples=256", "task.eval.rollout_steps=1"]
-    common = " ".join(common).split()
+    common = (["exp=life16_rules"] if general else ["exp=life16", f"task.rules={args.rules}"]) + [
+        f"runs_dir={runs_dir}", f"train.max_minutes={args.minutes}", "train.progress=false", "train.artifacts_every=0",
+        "train.eval_every=0", "task.eval.samples=256", "task.eval.rollout_steps=1"]
 
     if args.run:
         return report(args, args.run, wall=None)  # the wall time of that run is not known here
@@ -94,6 +95,8 @@ def training_minutes(run: Path) -> dict[int, float]:
 
 
 def report(args, run: Path, wall: float | None) -> int:
+    from functools import lru_cache
+
     from interfere import load
     from interfere.tasks.life import rules as R
     from interfere.train.checkpoint import step_dirs
@@ -107,8 +110,10 @@ def report(args, run: Path, wall: float | None) -> int:
         later = [m for s, m in elapsed.items() if s >= step]  # the next logged step: an upper bound
         return min(later) if later else max(elapsed.values(), default=float("nan"))
 
+    load_once = lru_cache(maxsize=1)(load)  # the final checkpoint answers a dozen evaluations
+
     def evaluate(ckpt: Path, n: int, rules=judged_on, steps: int = 1) -> dict:
-        model, task = load(ckpt)
+        model, task = load_once(ckpt)
         m = task.evaluate(model, n_samples=n, seed=task.eval_cfg["seed"], rollout_steps=steps, rules=rules)
         return {"step": int(ckpt.name.split("_")[1]), "train_minutes": minutes_at(ckpt), "samples": n, **m}
 
@@ -117,14 +122,14 @@ def report(args, run: Path, wall: float | None) -> int:
         print(f"step {row['step']:5d}  {row['train_minutes']:5.1f} min  {n:6d} boards  cells {row['cell_accuracy']:.5f}  "
               f"boards {row['board_accuracy']:.4f}", flush=True)
         rows.append({k: row[k] for k in ("step", "train_minutes", "samples", "cell_accuracy", "board_accuracy")})
-        return row
+        return row  # in full: the final one's (state, count) table is printed
 
     rows, first = [], None
     # a slowed-down machine can overrun the planned steps: only checkpoints inside the budget count
     checkpoints = [c for c in step_dirs(run) if minutes_at(c) <= args.minutes] or step_dirs(run)[:1]
     for ckpt in checkpoints:
-        if at_target(row := screened(ckpt, args.screen)):
-            first = {k: row[k] for k in ("step", "train_minutes", "samples", "cell_accuracy", "board_accuracy")}
+        if at_target(screened(ckpt, args.screen)):
+            first = rows[-1]
             break
     final = screened(checkpoints[-1], args.samples)
     rollout = evaluate(checkpoints[-1], min(args.samples, 200), steps=8)  # the run itself evaluated k=1 only
@@ -135,7 +140,7 @@ def report(args, run: Path, wall: float | None) -> int:
                   for name in R.NAMED]
 
     summary = {"rules": args.rules, "judged_on": judged_on or args.rules, "budget_minutes": args.minutes,
-               "threads": args.threads, "cpu": cpu_name(), "wall_minutes": None if wall is None else wall / 60,
+               "threads": args.threads, "cpu": cpu_info()["name"], "wall_minutes": None if wall is None else wall / 60,
                "steps": final["step"], "samples": args.samples, "first_at_target": first,
                "final": {k: v for k, v in final.items() if k != "rule"},
                "final_rollout": {k: v for k, v in rollout.items() if k.startswith("rollout_divergence")},
@@ -151,15 +156,6 @@ def report(args, run: Path, wall: float | None) -> int:
 
 def at_target(row: dict) -> bool:
     return row["cell_accuracy"] >= CELL_TARGET and row["board_accuracy"] >= BOARD_TARGET
-
-
-def cpu_name() -> str:
-    import platform
-
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def print_tables(args, summary: dict, table: list, final: dict) -> None:

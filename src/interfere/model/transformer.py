@@ -348,13 +348,8 @@ class HookedGPT(HookedRootModule):
 
         rot = self._rotation(here, positions)
         mask = attn_mask
-        if mask is None and self.layout_attn_mask is not None and torch.are_deterministic_algorithms_enabled():
-            mask = self.layout_attn_mask[here, :past + T]  # narrowed keys change the kernels' split over threads
-        elif mask is None and self.layout_attn_mask is not None:
-            if self._keys_seen is None:  # a layout buffer assigned directly rather than through set_layout
-                self._keys_seen = keys_seen(self.layout_attn_mask)
-            # keys no query of this call can see are left out of attention (Life's targets see only board t)
-            mask = self.layout_attn_mask[here, :min(past + T, max(self._keys_seen[here]))]
+        if mask is None and self.layout_attn_mask is not None:
+            mask = self.layout_attn_mask[here, :self._keys_needed(here)]
         if self.cfg.n_cond and cond is None:
             raise ValueError(f"this model is FiLM-conditioned: pass cond=[batch, {self.cfg.n_cond}]")
         cond = cond if self.cfg.n_cond else None
@@ -372,6 +367,16 @@ class HookedGPT(HookedRootModule):
             return None
         loss = self.loss_fn(logits, tokens, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
+
+    def _keys_needed(self, here: slice) -> int:
+        """How many keys the layout's attention needs for the queries `here`: up to the last one any of them sees
+        (Life's targets see only board t), so the fused path leaves the rest out; all of them in torch's
+        deterministic mode, where a narrower attention changes how its kernels split work over threads."""
+        if torch.are_deterministic_algorithms_enabled():
+            return here.stop
+        if self._keys_seen is None:  # a layout buffer assigned directly rather than through set_layout
+            self._keys_seen = keys_seen(self.layout_attn_mask)
+        return min(here.stop, max(self._keys_seen[here]))  # keys past this call's last are not there yet
 
     def _rotation(self, here: slice, positions: torch.Tensor | None):
         """(cos, signed sin) [T, 1, rotary_dim] for the positions `here`, shared by every layer; None without rotary."""
