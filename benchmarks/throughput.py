@@ -4,9 +4,9 @@ Rows: each shape at fp32 and at bf16 (every model at that dtype), and at "auto":
 CPU default) against HookedGPT at what `train.dtype=auto` picks here (bf16 on CPUs with AVX512-BF16 or AMX).
 "HookedGPT det" is HookedGPT in the deterministic mode `interfere train` uses on CPU by default.
 Every row times whole training steps: forward, cross-entropy, backward, AdamW step (lr 1e-4, PyTorch's
-defaults otherwise), in tokens/s. The models of a row take turns repetition by repetition (and rotate who
-goes first), so background load on this shared machine hits them alike; each model's median repetition
-counts, and the ratio divides HookedGPT's median by the reference's. TransformerLens' own native model
+defaults otherwise), in tokens/s. The models of a row take turns repetition by repetition, in a balanced order
+(each comes right after every other equally often), so background load and what ran just before hit them alike;
+each model's median repetition counts, and the ratio divides HookedGPT's median by the reference's. TransformerLens' own native model
 (`TransformerBridge.boot_native`, built from a config, no download) runs as a peer.
 
     python benchmarks/throughput.py             # the six rows (make bench)
@@ -179,12 +179,24 @@ def how(kind: str, dtype: str) -> tuple[bool, bool]:
     return bf16, kind in DETERMINISTIC
 
 
+def balanced_turns(n: int) -> list[list[int]]:
+    """A Williams design: orders of n models in which each model comes right after every other equally often.
+
+    A plain rotation gives each model the same predecessor every time, and what ran just before (its memory
+    left in the allocator, its caches) moves a model's time by a few percent.
+    """
+    first = [0] + [(k + 1) // 2 if k % 2 else n - k // 2 for k in range(1, n)]
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
+
+
 def run_row(shape: Shape, dtype: str, kinds: tuple[str, ...], steps: int | None, reps: int | None,
             seconds: float, warmup: int = WARMUP, peer_budget: float = math.inf) -> list[dict]:
     """Time every kind on one shape and dtype, interleaved; one result dict per kind.
 
     steps / reps None: about `seconds` of timed steps per model, judged by the reference's last warm-up
-    step; 5 repetitions, or as few as 3 (of 1 step) when a step is too slow for 5 in that time.
+    step; one whole balanced design of repetitions (as many as models; twice that for an odd number), or as
+    few as 3 (of 1 step) when a step is too slow for that in the time.
     A peer (TL native) whose first step takes longer than `peer_budget` seconds is left out of the row.
     """
     if dtype == "auto":  # nanoGPT's CPU default (fp32) against what `interfere train` picks by itself
@@ -207,14 +219,16 @@ def run_row(shape: Shape, dtype: str, kinds: tuple[str, ...], steps: int | None,
                 break
     t_step = last_warm["reference"]
     if reps is None:
-        reps = 5 if steps is not None or 5 * t_step <= seconds else max(3, min(5, round(seconds / t_step)))
+        full = len(balanced_turns(len(live)))  # a whole design when the time allows it
+        reps = full if steps is not None or full * t_step <= seconds else max(3, min(full, round(seconds / t_step)))
     if steps is None:
         steps = max(1, round(seconds / reps / t_step))
     walls: dict[str, list[float]] = {k: [] for k in live}
     cpus: dict[str, list[float]] = {k: [] for k in live}
     order = list(live)
+    turns = balanced_turns(len(order))
     for rep in range(reps):
-        turn = order[rep % len(order):] + order[:rep % len(order)]  # rotate who goes first
+        turn = [order[i] for i in turns[rep % len(turns)]]
         for k in turn:
             wall, cpu = train_steps(live[k], opts[k], tokens, steps, *how(k, dtype))
             walls[k].append(wall)
