@@ -6,8 +6,8 @@ CPU default) against HookedGPT at what `train.dtype=auto` picks here (bf16 on CP
 Every row times whole training steps: forward, cross-entropy, backward, AdamW step (lr 1e-4, PyTorch's
 defaults otherwise), in tokens/s. The models of a row take turns repetition by repetition, in a balanced order
 (each comes right after every other equally often), so background load and what ran just before hit them alike;
-each model's median repetition counts, and the ratio divides HookedGPT's median by the reference's. TransformerLens' own native model
-(`TransformerBridge.boot_native`, built from a config, no download) runs as a peer.
+each model's median repetition counts, and the ratio divides HookedGPT's median by the reference's.
+TransformerLens' own native model (`TransformerBridge.boot_native`, built from a config, no download) runs as a peer.
 
     python benchmarks/throughput.py             # the six rows (make bench)
     python benchmarks/throughput.py --quick     # 1 warm-up + 1 step x 2 repetitions: only checks that it runs
@@ -218,15 +218,15 @@ def run_row(shape: Shape, dtype: str, kinds: tuple[str, ...], steps: int | None,
                 del live[k], opts[k]
                 break
     t_step = last_warm["reference"]
-    if reps is None:
-        full = len(balanced_turns(len(live)))  # a whole design when the time allows it
+    order = list(live)
+    turns = balanced_turns(len(order))
+    if reps is None:  # a whole design when the time allows it
+        full = len(turns)
         reps = full if steps is not None or full * t_step <= seconds else max(3, min(full, round(seconds / t_step)))
     if steps is None:
         steps = max(1, round(seconds / reps / t_step))
     walls: dict[str, list[float]] = {k: [] for k in live}
     cpus: dict[str, list[float]] = {k: [] for k in live}
-    order = list(live)
-    turns = balanced_turns(len(order))
     for rep in range(reps):
         turn = [order[i] for i in turns[rep % len(turns)]]
         for k in turn:
