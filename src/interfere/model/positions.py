@@ -39,8 +39,8 @@ class Rotary(nn.Module):
 
     positions: [T] (1-D) or [T, 2] (row, col) for axial 2-D. Per axis, the rotated dimensions are
     [x1 | x2] and pair j is (x1[j], x2[j]); it turns by angle[j] to (x1 c - x2 s, x2 c + x1 s), i.e.
-    x * cos + partner(x) * signed_sin with partner(x) = [x2 | x1]: one small matmul with a permutation
-    and a multiply-add, for all axes at once.
+    x * cos + partner(x) * signed_sin with partner(x) = [x2 | x1]: the halves swapped by one copy and a
+    multiply-add, for all axes at once.
     """
 
     def __init__(self, rotary_dim: int, axes: int, base: float, period: int | None = None):
@@ -48,11 +48,6 @@ class Rotary(nn.Module):
         self.rotary_dim, self.axes = rotary_dim, axes
         freqs = rotary_frequencies(rotary_dim // axes, base, period).float()
         self.register_buffer("freqs", freqs, persistent=False)
-        half = rotary_dim // (2 * axes)
-        partner = torch.arange(rotary_dim).view(axes, 2, half).flip(1).reshape(-1)  # [x2 | x1] per axis
-        swap = torch.zeros(rotary_dim, rotary_dim)
-        swap[partner, torch.arange(rotary_dim)] = 1.0  # x @ swap == x[..., partner]
-        self.register_buffer("swap", swap, persistent=False)
 
     def angles(self, positions: torch.Tensor) -> torch.Tensor:
         """[T, rotary_dim/2] rotation angles: for 2-D, the row's pairs then the column's."""
@@ -72,6 +67,12 @@ class Rotary(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """x [B, T, H, d_head]; cos, sin from `tables` ([T, 1, rotary_dim])."""
         n = self.rotary_dim
-        rot = x[..., :n].contiguous()  # q and k arrive as strided views of the fused qkv projection
-        out = torch.addcmul(rot * cos.to(x.dtype), rot @ self.swap.to(x.dtype), sin.to(x.dtype))
+        rot = x[..., :n]
+        out = torch.addcmul(rot * cos.to(x.dtype), self._partner(rot), sin.to(x.dtype))
         return out if n == x.shape[-1] else torch.cat([out, x[..., n:]], dim=-1)
+
+    def _partner(self, rot: torch.Tensor) -> torch.Tensor:
+        """[x2 | x1] per axis. A concatenation of slices: as fast as a permutation matmul in fp32 and,
+        where bf16 has no matmul hardware, 20x faster than one."""
+        pairs = rot.unflatten(-1, (self.axes, 2, -1))
+        return torch.cat([pairs[..., 1:, :], pairs[..., :1, :]], dim=-2).flatten(-3)
