@@ -6,6 +6,8 @@ import torch
 from interfere import device as device_module
 from interfere.device import resolve_dtype
 from interfere.model import ModelConfig, HookedGPT
+from interfere.model.transformer import keys_seen
+from interfere.tasks.life.tokens import SeqLayout
 from interfere.tasks import Layout
 from interfere.train import determinism
 
@@ -57,6 +59,30 @@ def test_model_gradients_are_the_same_at_one_and_two_threads_in_deterministic_mo
         one, two = at_threads(1, grads), at_threads(2, grads)
     assert all(one[n].equal(two[n]) for n in one), [n for n in one if not one[n].equal(two[n])]
     assert not torch.are_deterministic_algorithms_enabled()  # the mode ends with the block
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_a_life_layout_trains_the_same_at_one_and_two_threads_with_the_keys_it_needs(dropout):
+    seq = SeqLayout(8, 8, 1)  # the Life task's own layout: the targets see the rule and board t, not themselves
+    layout = Layout(positions=seq.positions(), segment_ids=seq.segment_ids(), attn_mask=seq.attention_mask())
+    torch.manual_seed(0)
+    model = HookedGPT(ModelConfig(d_model=64, n_layers=2, n_heads=2, d_head=32, d_mlp=128, n_ctx=seq.seq_len,
+                                  d_vocab=40, positional_embedding_type="rope2d", rope_period=8, n_segments=4,
+                                  dropout=dropout)).set_layout(layout).train()
+    tokens = torch.randint(0, 40, (8, seq.seq_len))
+
+    def grads():
+        torch.manual_seed(1)  # the same dropout masks
+        model.zero_grad()
+        model(tokens).logsumexp(-1).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    with determinism.deterministic_mode(True, torch.device("cpu")):
+        keys = model._keys_needed(slice(0, seq.seq_len))
+        one, two = at_threads(1, grads), at_threads(2, grads)
+    # without dropout the fused attention leaves out the keys no query sees; with it, all of them are kept
+    assert keys == (seq.seq_len if dropout else max(keys_seen(seq.attention_mask()))) and (dropout or keys < seq.seq_len)
+    assert all(one[n].equal(two[n]) for n in one), [n for n in one if not one[n].equal(two[n])]
 
 
 def test_auto_dtype_follows_the_hardware(monkeypatch):

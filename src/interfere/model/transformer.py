@@ -370,9 +370,10 @@ class HookedGPT(HookedRootModule):
 
     def _keys_needed(self, here: slice) -> int:
         """How many keys the layout's attention needs for the queries `here`: up to the last one any of them sees
-        (Life's targets see only board t), so the fused path leaves the rest out; all of them in torch's
-        deterministic mode, where a narrower attention changes how its kernels split work over threads."""
-        if torch.are_deterministic_algorithms_enabled():
+        (Life's targets see only board t), so the fused path leaves the rest out. All of them when torch's
+        deterministic mode meets attention dropout: that path's kernels split a narrower attention over threads
+        in a thread-dependent order (without dropout, gradients stay bit-equal at 1 and 2 threads)."""
+        if torch.are_deterministic_algorithms_enabled() and self.training and self.cfg.dropout > 0:
             return here.stop
         if self._keys_seen is None:  # a layout buffer assigned directly rather than through set_layout
             self._keys_seen = keys_seen(self.layout_attn_mask)
