@@ -4,9 +4,11 @@ Rows: each shape at fp32 and at bf16 (every model at that dtype), and at "auto":
 CPU default) against HookedGPT at what `train.dtype=auto` picks here (bf16 on CPUs with AVX512-BF16 or AMX).
 "HookedGPT det" is HookedGPT in the deterministic mode `interfere train` uses on CPU by default.
 Every row times whole training steps: forward, cross-entropy, backward, AdamW step (lr 1e-4, PyTorch's
-defaults otherwise), in tokens/s. The models of a row take turns repetition by repetition, in a balanced order
-(each comes right after every other equally often), so background load and what ran just before hit them alike;
-each model's median repetition counts, and the ratio divides HookedGPT's median by the reference's.
+defaults otherwise), in tokens/s. Each model trains in a process of its own (its own heap, as in a real run),
+and the models take turns repetition by repetition, in a balanced order (each comes right after every other
+equally often), so background load and what ran just before hit them alike. tokens/s is a model's median
+repetition; the ratio is the median over repetitions of the reference's time / the model's in the same
+repetition (seconds apart), which the machine's slow drifts in speed cancel out of.
 TransformerLens' own native model (`TransformerBridge.boot_native`, built from a config, no download) runs as a peer.
 
     python benchmarks/throughput.py             # the six rows (make bench)
@@ -14,8 +16,8 @@ TransformerLens' own native model (`TransformerBridge.boot_native`, built from a
     python benchmarks/throughput.py --only "Life fp32" --no-tl --steps 2 --reps 7 --threads 1
     python benchmarks/throughput.py --profile "Life fp32" --profile-batch 4   # op by op, ref vs ours
 
-Timed steps per row aim at --seconds (15) per model, but never fewer than 3 repetitions of 1 step: fp32
-rows take 1 to 4 minutes on 2 cores; bf16 rows far longer on CPUs without bf16 hardware, where one bf16
+Timed steps per row aim at --seconds (15) per model, in as many whole balanced designs of 1-step repetitions
+as fit, but never fewer than 3 repetitions: fp32 rows take 1 to 4 minutes on 2 cores; bf16 rows far longer on CPUs without bf16 hardware, where one bf16
 step can take minutes (TL native is left out of a row when its step exceeds --peer-budget).
 
 The table is also written to benchmarks/results/throughput.json.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -190,9 +193,65 @@ def balanced_turns(n: int) -> list[list[int]]:
     return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
 
 
+class ModelProcess:
+    """One model of a row training in a process of its own, a step batch at a time when told.
+
+    A process per model, as in a real run: each has its own heap, so no model's speed depends on the
+    memory another left behind (in one shared process TL native's large attention patterns cost
+    HookedGPT ~5% in the LM row, through the allocator).
+    """
+
+    def __init__(self, ctx, kind: str, shape: Shape, dtype: str, threads: int):
+        self.kind = kind
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, kind, shape.key, dtype, threads), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def built(self) -> int | str:
+        """The model's parameter count once its process has built it, or why it could not."""
+        return self.conn.recv()
+
+    def ask(self, *msg):
+        self.conn.send(msg)
+        reply = self.conn.recv()
+        if isinstance(reply, BaseException):
+            raise RuntimeError(f"{self.kind} failed in its process") from reply
+        return reply
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(timeout=30)
+
+
+def _serve(conn, kind: str, shape_key: str, dtype: str, threads: int) -> None:
+    """A ModelProcess's process: builds the model, answers ("steps", n) with (wall, CPU) seconds, until ("stop",)."""
+    torch.set_num_threads(threads)
+    shape = next(s for s in SHAPES if s.key == shape_key)
+    torch.manual_seed(0)
+    tokens = torch.randint(0, shape.vocab, (shape.batch, shape.n_ctx))
+    torch.manual_seed(0)
+    model = build(kind, shape)
+    if isinstance(model, str):
+        conn.send(model)
+        return
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    conn.send(sum(p.numel() for p in model.parameters()))
+    while (msg := conn.recv())[0] == "steps":
+        try:
+            conn.send(train_steps(model, opt, tokens, msg[1], *how(kind, dtype)))
+        except Exception as e:  # the parent reports it
+            conn.send(e)
+
+
 def run_row(shape: Shape, dtype: str, kinds: tuple[str, ...], steps: int | None, reps: int | None,
-            seconds: float, warmup: int = WARMUP, peer_budget: float = math.inf) -> list[dict]:
-    """Time every kind on one shape and dtype, interleaved; one result dict per kind.
+            seconds: float, warmup: int = WARMUP, peer_budget: float = math.inf, threads: int | None = None
+            ) -> list[dict]:
+    """Time every kind on one shape and dtype, each in its own process, taking turns; one result dict per kind.
 
     steps / reps None: about `seconds` of timed steps per model, judged by the reference's last warm-up
     step; one whole balanced design of repetitions (as many as models; twice that for an odd number), or as
@@ -201,55 +260,60 @@ def run_row(shape: Shape, dtype: str, kinds: tuple[str, ...], steps: int | None,
     """
     if dtype == "auto":  # nanoGPT's CPU default (fp32) against what `interfere train` picks by itself
         kinds = tuple(k for k in kinds if k in ("reference", "HookedGPT det"))
-    torch.manual_seed(0)
-    tokens = torch.randint(0, shape.vocab, (shape.batch, shape.n_ctx))
-    models = {}
-    for kind in kinds:
-        torch.manual_seed(0)
-        models[kind] = build(kind, shape)
-    live = {k: m.train() for k, m in models.items() if isinstance(m, nn.Module)}
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=LR) for k, m in live.items()}
+    ctx = multiprocessing.get_context("spawn")
+    trainers = {k: ModelProcess(ctx, k, shape, dtype, threads or torch.get_num_threads()) for k in kinds}
+    try:
+        return _time_row(shape, dtype, trainers, steps, reps, seconds, warmup, peer_budget)
+    finally:
+        for t in trainers.values():
+            t.close()
+
+
+def _time_row(shape, dtype, trainers, steps, reps, seconds, warmup, peer_budget) -> list[dict]:
+    built = {k: t.built() for k, t in trainers.items()}  # parameter counts, or why a model could not be built
+    notes = {k: v for k, v in built.items() if isinstance(v, str)}
+    live = [k for k in trainers if k not in notes]
     last_warm = {}
     for k in list(live):
         for i in range(warmup):
-            last_warm[k] = train_steps(live[k], opts[k], tokens, 1, *how(k, dtype))[0]
+            last_warm[k] = trainers[k].ask("steps", 1)[0]
             if i == 0 and k not in ("reference", "HookedGPT") and last_warm[k] > peer_budget:
-                models[k] = f"n/a: skipped, one step took {last_warm.pop(k):.0f} s (> --peer-budget {peer_budget:g} s)"
-                del live[k], opts[k]
+                notes[k] = f"n/a: skipped, one step took {last_warm.pop(k):.0f} s (> --peer-budget {peer_budget:g} s)"
+                live.remove(k)
                 break
     t_step = last_warm["reference"]
-    order = list(live)
-    turns = balanced_turns(len(order))
-    if reps is None:  # a whole design when the time allows it
-        full = len(turns)
-        reps = full if steps is not None or full * t_step <= seconds else max(3, min(full, round(seconds / t_step)))
+    turns = balanced_turns(len(live))
+    if reps is None:  # as many whole designs as the time allows, of one step each: many close pairs
+        designs = 1 if steps is not None else int(seconds // (len(turns) * t_step))
+        reps = len(turns) * designs if designs else max(3, min(len(turns), round(seconds / t_step)))
     if steps is None:
         steps = max(1, round(seconds / reps / t_step))
     walls: dict[str, list[float]] = {k: [] for k in live}
     cpus: dict[str, list[float]] = {k: [] for k in live}
     for rep in range(reps):
-        turn = [order[i] for i in turns[rep % len(turns)]]
-        for k in turn:
-            wall, cpu = train_steps(live[k], opts[k], tokens, steps, *how(k, dtype))
+        for k in (live[i] for i in turns[rep % len(turns)]):
+            wall, cpu = trainers[k].ask("steps", steps)
             walls[k].append(wall)
             cpus[k].append(cpu)
-    n_tok = steps * tokens.numel()
+    n_tok = steps * shape.batch * shape.n_ctx
     ref_tps = n_tok / statistics.median(walls["reference"])
-    ref_cpu = statistics.median(cpus["reference"])
+
+    def paired(times: dict[str, list[float]], kind: str) -> float:  # the reference's time / kind's, rep by rep
+        return statistics.median(r / t for r, t in zip(times["reference"], times[kind]))
+
     rows = []
-    for kind, m in models.items():
+    for kind in trainers:
         row = {"model": kind, "shape": shape.key, "shape_desc": shape.desc, "dtype": dtype,
-               "runs_as": "bf16" if how(kind, dtype)[0] else "fp32",
-               "tokens_per_step": tokens.numel(), "warmup_steps": warmup, "steps_per_rep": steps, "reps": reps}
+               "runs_as": "bf16" if how(kind, dtype)[0] else "fp32", "tokens_per_step": shape.batch * shape.n_ctx,
+               "warmup_steps": warmup, "steps_per_rep": steps, "reps": reps}
         if kind in live:
             tps = n_tok / statistics.median(walls[kind])
-            row.update(tokens_per_s=tps, ratio=tps / ref_tps, cpu_ratio=ref_cpu / statistics.median(cpus[kind]),
-                       paired_ratio=statistics.median(r / w for r, w in zip(walls["reference"], walls[kind])),
-                       rep_wall_s=walls[kind], rep_cpu_s=cpus[kind],
-                       params=sum(p.numel() for p in m.parameters()), note="")
+            row.update(tokens_per_s=tps, ratio=paired(walls, kind), cpu_ratio=paired(cpus, kind),
+                       ratio_of_medians=tps / ref_tps, rep_wall_s=walls[kind], rep_cpu_s=cpus[kind],
+                       params=built[kind], note="")
         else:
-            row.update(tokens_per_s=None, ratio=None, cpu_ratio=None, paired_ratio=None, rep_wall_s=[],
-                       rep_cpu_s=[], params=None, note=m)
+            row.update(tokens_per_s=None, ratio=None, cpu_ratio=None, ratio_of_medians=None, rep_wall_s=[],
+                       rep_cpu_s=[], params=None, note=notes[kind])
         rows.append(row)
     return rows
 
@@ -365,7 +429,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps per repetition (default: about --seconds per model and row)")
     parser.add_argument("--reps", type=int, default=None,
-                        help="repetitions, the models alternating within each (default 5; 3 when steps are slow)")
+                        help="repetitions, the models taking turns within each (default: whole designs in --seconds)")
     parser.add_argument("--seconds", type=float, default=15.0, help="target timed seconds per model and row")
     parser.add_argument("--threads", type=int, default=default_threads(), help="torch threads (default: usable cores)")
     parser.add_argument("--only", nargs="*", default=None, metavar="ROW",
@@ -402,7 +466,7 @@ def main() -> int:
     rows = []
     for shape, dtype in wanted:
         t_row = time.perf_counter()
-        rows += run_row(shape, dtype, kinds, steps, reps, args.seconds, warmup, args.peer_budget)
+        rows += run_row(shape, dtype, kinds, steps, reps, args.seconds, warmup, args.peer_budget, args.threads)
         print(f"  done {shape.key} {dtype} in {time.perf_counter() - t_row:.0f} s", flush=True)
     load_after = os.getloadavg()
 
