@@ -101,7 +101,7 @@ SHAPES = [
 ]
 KINDS = ("reference", "HookedGPT", "HookedGPT det", "TL native")
 # "HookedGPT det" trains as `interfere train` does by default on CPU (train.deterministic=auto): under torch's
-# deterministic mode, where Norm's affine part runs as separate ops so that gradients do not depend on threads.
+# deterministic mode, where Norm's affine part runs after the fused norm so that gradients do not depend on threads.
 DETERMINISTIC = {"HookedGPT det"}
 
 

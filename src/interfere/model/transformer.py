@@ -73,9 +73,10 @@ class Norm(nn.Module):
         return F.layer_norm(x, x.shape[-1:], w, b, self.eps)
 
     def _affine(self, x: torch.Tensor) -> torch.Tensor:
-        # As separate ops, the weight and bias gradients are sums split over features, never over rows, so
-        # they do not depend on the thread count (the fused kernels' backward sums per-thread buffers).
-        return x * self.w + self.b if self.b is not None else x * self.w
+        # Outside the fused norm, the weight and bias gradients are sums split over features, never over rows,
+        # so they do not depend on the thread count (the fused kernels' backward sums per-thread buffers);
+        # one addcmul costs about what the fused affine does.
+        return torch.addcmul(self.b, x, self.w) if self.b is not None else x * self.w
 
 
 class Attention(nn.Module):

@@ -5,8 +5,8 @@ What made CPU runs depend on the thread count (found by computing every gradient
   Conditional Numerical Reproducibility mode, MKL_CBWR=AUTO,STRICT, fixes the order; MKL reads it at its
   first call, so `import interfere` sets it (unless already set) before torch can run a matmul.
 - The fused LayerNorm/RMSNorm backward sums the weight and bias gradients in per-thread buffers. Under
-  torch's deterministic mode HookedGPT's Norm applies its affine part as separate ops, whose reductions
-  are split over features, never over the summed rows.
+  torch's deterministic mode HookedGPT's Norm applies its affine part after the fused norm (one addcmul),
+  whose reductions are split over features, never over the summed rows.
 - A full reduction to one number (the gradient norm for clipping) adds per-thread partial sums:
   `grad_norm` below sums in a fixed order.
 - Indexing's backward (W_seg[ids]) accumulates in a thread-dependent order: segment embeddings use
