@@ -95,7 +95,28 @@ def test_optimizer_groups_carry_the_decay():
     assert id(model.embed.weight) not in in_decay  # tied: the embedding is the unembedding, not decayed
     n_all = len({id(p) for p in model.parameters()})
     assert len(decay_group["params"]) + len(plain_group["params"]) == n_all
-    assert not opt.defaults.get("fused")  # CPU: the default (foreach) implementation
+    assert opt.defaults["fused"]  # torch has a fused AdamW for CPU (>= 2.4): one kernel per update
+
+
+def test_the_fused_update_is_the_plain_per_parameter_update():
+    cfg = TrainConfig.defaults(lr=1e-2, weight_decay=0.1, steps=1)
+    models = [_model(), _model()]
+    models[1].load_state_dict(models[0].state_dict())
+    start = {k: v.clone() for k, v in models[0].state_dict().items()}
+    opts = [build_optimizer(models[0], cfg), torch.optim.AdamW(
+        [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in build_optimizer(models[1], cfg).param_groups],
+        lr=cfg.lr, betas=tuple(cfg.betas), foreach=False)]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=g) for p in models[0].parameters()]
+        for model, opt in zip(models, opts):
+            for p, grad in zip(model.parameters(), grads):
+                p.grad = grad.clone()
+            opt.step()
+    fused, foreach = models[0].state_dict(), models[1].state_dict()
+    assert all((fused[k] - start[k]).abs().max() > 1e-3 for k in fused)  # every weight moved
+    for k in fused:
+        torch.testing.assert_close(fused[k], foreach[k], rtol=1e-5, atol=1e-6)
 
 
 # ----- run length ---------------------------------------------------------------------------------
