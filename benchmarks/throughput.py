@@ -2,7 +2,8 @@
 
 Rows: each shape at fp32 and at bf16 (every model at that dtype), and at "auto": the reference at fp32 (nanoGPT's
 CPU default) against HookedGPT at what `train.dtype=auto` picks here (bf16 on CPUs with AVX512-BF16 or AMX).
-"HookedGPT det" is HookedGPT in the deterministic mode `interfere train` uses on CPU by default.
+"interfere train" is HookedGPT as `interfere train` runs it by default: in deterministic mode on CPU, with its
+optimizer (fused AdamW where torch has one); the other models share the same plain AdamW.
 Every row times whole training steps: forward, cross-entropy, backward, AdamW step (lr 1e-4, PyTorch's
 defaults otherwise), in tokens/s. Each model trains in a process of its own (its own heap, as in a real run),
 and the models take turns repetition by repetition, in a balanced order (each comes right after every other
@@ -16,7 +17,7 @@ TransformerLens' own native model (`TransformerBridge.boot_native`, built from a
     python benchmarks/throughput.py --only "Life fp32" --no-tl --steps 2 --reps 7 --threads 1
     python benchmarks/throughput.py --profile "Life fp32" --profile-batch 4   # op by op, ref vs ours
 
-Timed steps per row aim at --seconds (15) per model, in as many whole balanced designs of 1-step repetitions
+Timed steps per row aim at --seconds (30) per model, in as many whole balanced designs of 1-step repetitions
 as fit, but never fewer than 3 repetitions: fp32 rows take 1 to 4 minutes on 2 cores; bf16 rows far longer on CPUs without bf16 hardware, where one bf16
 step can take minutes (TL native is left out of a row when its step exceeds --peer-budget).
 
@@ -45,6 +46,7 @@ from interfere.model import HookedGPT, ModelConfig
 from interfere.device import resolve_dtype
 from interfere.tasks.base import Layout
 from interfere.train.determinism import deterministic_mode
+from interfere.train.optim import fused_adamw
 from reference import RefGPT  # benchmarks/reference.py: the plain nanoGPT-style model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -99,10 +101,11 @@ SHAPES = [
     Shape("Life", "16x16 board: 532 tok, 4L d128 4h mlp512, vocab 40, batch 16, block mask", 40, 532, 128, 4, 4,
           512, 16, life_layout(16)),
 ]
-KINDS = ("reference", "HookedGPT", "HookedGPT det", "TL native")
-# "HookedGPT det" trains as `interfere train` does by default on CPU (train.deterministic=auto): under torch's
-# deterministic mode, where Norm's affine part runs after the fused norm so that gradients do not depend on threads.
-DETERMINISTIC = {"HookedGPT det"}
+TRAINER = "interfere train"
+KINDS = ("reference", "HookedGPT", TRAINER, "TL native")
+# TRAINER trains as `interfere train` does by default on CPU: train.deterministic=auto (torch's deterministic mode,
+# where Norm's affine part runs after the fused norm so that gradients do not depend on threads) and
+# interfere.train.optim's choice of AdamW implementation.
 
 
 class _Masked(nn.Module):
@@ -122,7 +125,7 @@ def build(kind: str, s: Shape) -> nn.Module | str:
     if kind == "reference":
         return RefGPT(s.vocab, s.n_ctx, s.d_model, s.n_layers, s.n_heads, s.d_mlp,
                       s.layout.attn_mask if s.layout else None)
-    if kind in ("HookedGPT", "HookedGPT det"):
+    if kind in ("HookedGPT", TRAINER):
         extra = dict(positional_embedding_type="rope2d", rope_period=16, n_segments=4) if s.layout else {}
         cfg = ModelConfig(d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, d_head=s.d_model // s.n_heads,
                           d_mlp=s.d_mlp, n_ctx=s.n_ctx, d_vocab=s.vocab, act_fn="gelu", normalization_type="LN",
@@ -179,7 +182,7 @@ def how(kind: str, dtype: str) -> tuple[bool, bool]:
         bf16 = kind != "reference" and resolve_dtype("auto", torch.device("cpu")) == "bf16"
     else:
         bf16 = dtype == "bf16"
-    return bf16, kind in DETERMINISTIC
+    return bf16, kind == TRAINER
 
 
 def balanced_turns(n: int) -> list[list[int]]:
@@ -239,7 +242,8 @@ def _serve(conn, kind: str, shape_key: str, dtype: str, threads: int) -> None:
         conn.send(model)
         return
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=LR)
+    fused = fused_adamw(model.parameters()) if kind == TRAINER else None
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, fused=fused)
     conn.send(sum(p.numel() for p in model.parameters()))
     while (msg := conn.recv())[0] == "steps":
         try:
@@ -259,7 +263,7 @@ def run_row(shape: Shape, dtype: str, kinds: tuple[str, ...], steps: int | None,
     A peer (TL native) whose first step takes longer than `peer_budget` seconds is left out of the row.
     """
     if dtype == "auto":  # nanoGPT's CPU default (fp32) against what `interfere train` picks by itself
-        kinds = tuple(k for k in kinds if k in ("reference", "HookedGPT det"))
+        kinds = tuple(k for k in kinds if k in ("reference", TRAINER))
     ctx = multiprocessing.get_context("spawn")
     trainers = {k: ModelProcess(ctx, k, shape, dtype, threads or torch.get_num_threads()) for k in kinds}
     try:
@@ -298,8 +302,8 @@ def _time_row(shape, dtype, trainers, steps, reps, seconds, warmup, peer_budget)
     n_tok = steps * shape.batch * shape.n_ctx
     ref_tps = n_tok / statistics.median(walls["reference"])
 
-    def paired(times: dict[str, list[float]], kind: str) -> float:  # the reference's time / kind's, rep by rep
-        return statistics.median(r / t for r, t in zip(times["reference"], times[kind]))
+    def paired(times: dict[str, list[float]], kind: str) -> list[float]:  # the reference's time / kind's, by rep
+        return sorted(r / t for r, t in zip(times["reference"], times[kind]))
 
     rows = []
     for kind in trainers:
@@ -308,11 +312,14 @@ def _time_row(shape, dtype, trainers, steps, reps, seconds, warmup, peer_budget)
                "warmup_steps": warmup, "steps_per_rep": steps, "reps": reps}
         if kind in live:
             tps = n_tok / statistics.median(walls[kind])
-            row.update(tokens_per_s=tps, ratio=paired(walls, kind), cpu_ratio=paired(cpus, kind),
-                       ratio_of_medians=tps / ref_tps, rep_wall_s=walls[kind], rep_cpu_s=cpus[kind],
+            ratios = paired(walls, kind)
+            quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+            row.update(tokens_per_s=tps, ratio=statistics.median(ratios), ratio_quartiles=[quartiles[0], quartiles[2]],
+                       cpu_ratio=statistics.median(paired(cpus, kind)), ratio_of_medians=tps / ref_tps, rep_wall_s=walls[kind], rep_cpu_s=cpus[kind],
                        params=built[kind], note="")
         else:
-            row.update(tokens_per_s=None, ratio=None, cpu_ratio=None, ratio_of_medians=None, rep_wall_s=[],
+            row.update(tokens_per_s=None, ratio=None, ratio_quartiles=None, cpu_ratio=None, ratio_of_medians=None,
+                       rep_wall_s=[],
                        rep_cpu_s=[], params=None, note=notes[kind])
         rows.append(row)
     return rows
@@ -397,19 +404,20 @@ def cpu_info() -> dict:
 def print_table(rows: list[dict], header: str) -> list[dict]:
     """The markdown table; returns the HookedGPT rows below target."""
     print(header)
-    print("| model | shape | row | runs as | tokens/s | vs reference | (by CPU time) | reps x steps |")
-    print("| --- | --- | --- | --- | ---: | ---: | ---: | :---: |")
+    print("| model | shape | row | runs as | tokens/s | vs reference | quartiles | (by CPU time) | reps x steps |")
+    print("| --- | --- | --- | --- | ---: | ---: | :---: | ---: | :---: |")
     low = []
     for r in rows:
         if r["tokens_per_s"] is None:
-            print(f"| {r['model']} | {r['shape']} | {r['dtype']} | | {r['note']} | | | |")
+            print(f"| {r['model']} | {r['shape']} | {r['dtype']} | | {r['note']} | | | | |")
             continue
         target = target_of(r)
         flag = f" **< {target}**" if target is not None and r["ratio"] < target else ""
         if flag:
             low.append(r)
         print(f"| {r['model']} | {r['shape']} | {r['dtype']} | {r['runs_as']} | {r['tokens_per_s']:,.0f} | "
-              f"{r['ratio']:.2f}{flag} | {r['cpu_ratio']:.2f} | {r['reps']}x{r['steps_per_rep']} |")
+              f"{r['ratio']:.2f}{flag} | {r['ratio_quartiles'][0]:.2f}-{r['ratio_quartiles'][1]:.2f} | "
+              f"{r['cpu_ratio']:.2f} | {r['reps']}x{r['steps_per_rep']} |")
     return low
 
 
@@ -430,7 +438,7 @@ def main() -> int:
                         help="timed steps per repetition (default: about --seconds per model and row)")
     parser.add_argument("--reps", type=int, default=None,
                         help="repetitions, the models taking turns within each (default: whole designs in --seconds)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="target timed seconds per model and row")
+    parser.add_argument("--seconds", type=float, default=30.0, help="target timed seconds per model and row")
     parser.add_argument("--threads", type=int, default=default_threads(), help="torch threads (default: usable cores)")
     parser.add_argument("--only", nargs="*", default=None, metavar="ROW",
                         help='rows to run, e.g. "LM fp32" "Life bf16" "LM auto" (default: all six)')
@@ -474,8 +482,10 @@ def main() -> int:
               f"{args.threads} threads, {cpu_info()['name']} "
               f"({'with' if cpu_info()['bf16_hardware'] else 'without'} bf16 hardware: train.dtype=auto is "
               f"{resolve_dtype('auto', torch.device('cpu'))} here);\n"
-              f"tokens/s = median over interleaved repetitions after {warmup} warm-up steps; the CPU-time column "
-              f"compares process CPU seconds instead of wall time (robust to other processes);\n"
+              f"each model in its own process; tokens/s = its median repetition after {warmup} warm-up steps; vs "
+              f"reference = median over repetitions of the reference's time / the model's in the same repetition\n"
+              f"(quartiles: of those per-repetition ratios); the CPU-time column compares process CPU seconds "
+              f"instead of wall time (robust to other processes);\n"
               f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
               f"{time.perf_counter() - t0:.0f} s in all.\n")
     low = print_table(rows, header)
