@@ -402,7 +402,7 @@ def cpu_info() -> dict:
 
 
 def print_table(rows: list[dict], header: str) -> list[dict]:
-    """The markdown table; returns the HookedGPT rows below target."""
+    """The markdown table; returns the rows of HookedGPT and interfere train below target."""
     print(header)
     print("| model | shape | row | runs as | tokens/s | vs reference | quartiles | (by CPU time) | reps x steps |")
     print("| --- | --- | --- | --- | ---: | ---: | :---: | ---: | :---: |")
@@ -423,7 +423,7 @@ def print_table(rows: list[dict], header: str) -> list[dict]:
 
 def target_of(r: dict) -> float | None:
     """The ratio a HookedGPT row must reach (None: a peer, or an auto row without bf16 hardware to gain from)."""
-    if not r["model"].startswith("HookedGPT"):
+    if r["model"] not in ("HookedGPT", TRAINER):
         return None
     if r["dtype"] != "auto":
         return TARGET
