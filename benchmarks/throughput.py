@@ -18,8 +18,9 @@ TransformerLens' own native model (`TransformerBridge.boot_native`, built from a
     python benchmarks/throughput.py --profile "Life fp32" --profile-batch 4   # op by op, ref vs ours
 
 Timed steps per row aim at --seconds (30) per model, in as many whole balanced designs of 1-step repetitions
-as fit, but never fewer than 3 repetitions: fp32 rows take 1 to 4 minutes on 2 cores; bf16 rows far longer on CPUs without bf16 hardware, where one bf16
-step can take minutes (TL native is left out of a row when its step exceeds --peer-budget).
+as fit, but never fewer than 3 repetitions: fp32 rows take 2 to 4 minutes on 2 cores; bf16 rows far longer on
+CPUs without bf16 hardware, where one bf16 step can take minutes (TL native is left out of a row when its step
+exceeds --peer-budget).
 
 The table is also written to benchmarks/results/throughput.json.
 """
@@ -258,8 +259,8 @@ def run_row(shape: Shape, dtype: str, kinds: tuple[str, ...], steps: int | None,
     """Time every kind on one shape and dtype, each in its own process, taking turns; one result dict per kind.
 
     steps / reps None: about `seconds` of timed steps per model, judged by the reference's last warm-up
-    step; one whole balanced design of repetitions (as many as models; twice that for an odd number), or as
-    few as 3 (of 1 step) when a step is too slow for that in the time.
+    step: as many whole balanced designs of 1-step repetitions as fit (a design has as many repetitions as
+    models; twice that for an odd number), or as few as 3 when a step is too slow for one design in the time.
     A peer (TL native) whose first step takes longer than `peer_budget` seconds is left out of the row.
     """
     if dtype == "auto":  # nanoGPT's CPU default (fp32) against what `interfere train` picks by itself
@@ -315,12 +316,11 @@ def _time_row(shape, dtype, trainers, steps, reps, seconds, warmup, peer_budget)
             ratios = paired(walls, kind)
             quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
             row.update(tokens_per_s=tps, ratio=statistics.median(ratios), ratio_quartiles=[quartiles[0], quartiles[2]],
-                       cpu_ratio=statistics.median(paired(cpus, kind)), ratio_of_medians=tps / ref_tps, rep_wall_s=walls[kind], rep_cpu_s=cpus[kind],
-                       params=built[kind], note="")
+                       cpu_ratio=statistics.median(paired(cpus, kind)), ratio_of_medians=tps / ref_tps,
+                       rep_wall_s=walls[kind], rep_cpu_s=cpus[kind], params=built[kind], note="")
         else:
             row.update(tokens_per_s=None, ratio=None, ratio_quartiles=None, cpu_ratio=None, ratio_of_medians=None,
-                       rep_wall_s=[],
-                       rep_cpu_s=[], params=None, note=notes[kind])
+                       rep_wall_s=[], rep_cpu_s=[], params=None, note=notes[kind])
         rows.append(row)
     return rows
 

@@ -81,7 +81,8 @@ def test_a_life_layout_trains_the_same_at_one_and_two_threads_with_the_keys_it_n
         keys = model._keys_needed(slice(0, seq.seq_len))
         one, two = at_threads(1, grads), at_threads(2, grads)
     # without dropout the fused attention leaves out the keys no query sees; with it, all of them are kept
-    assert keys == (seq.seq_len if dropout else max(keys_seen(seq.attention_mask()))) and (dropout or keys < seq.seq_len)
+    needed = max(keys_seen(seq.attention_mask()))
+    assert needed < seq.seq_len and keys == (seq.seq_len if dropout else needed)
     assert all(one[n].equal(two[n]) for n in one), [n for n in one if not one[n].equal(two[n])]
 
 

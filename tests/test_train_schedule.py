@@ -103,9 +103,10 @@ def test_the_fused_update_is_the_plain_per_parameter_update():
     models = [_model(), _model()]
     models[1].load_state_dict(models[0].state_dict())
     start = {k: v.clone() for k, v in models[0].state_dict().items()}
-    opts = [build_optimizer(models[0], cfg), torch.optim.AdamW(
-        [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in build_optimizer(models[1], cfg).param_groups],
-        lr=cfg.lr, betas=tuple(cfg.betas), foreach=False)]
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]}
+              for g in build_optimizer(models[1], cfg).param_groups]
+    per_param = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), foreach=False)
+    opts = [build_optimizer(models[0], cfg), per_param]
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
         grads = [torch.randn(p.shape, generator=g) for p in models[0].parameters()]
@@ -113,10 +114,10 @@ def test_the_fused_update_is_the_plain_per_parameter_update():
             for p, grad in zip(model.parameters(), grads):
                 p.grad = grad.clone()
             opt.step()
-    fused, foreach = models[0].state_dict(), models[1].state_dict()
+    fused, plain = models[0].state_dict(), models[1].state_dict()
     assert all((fused[k] - start[k]).abs().max() > 1e-3 for k in fused)  # every weight moved
     for k in fused:
-        torch.testing.assert_close(fused[k], foreach[k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fused[k], plain[k], rtol=1e-5, atol=1e-6)
 
 
 # ----- run length ---------------------------------------------------------------------------------
