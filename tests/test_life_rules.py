@@ -182,7 +182,7 @@ def test_evaluating_on_given_rules_says_whether_training_saw_them():
 # ----- FiLM trains --------------------------------------------------------------------------------------
 def test_every_parameter_of_a_film_model_gets_a_gradient_and_is_in_the_optimizer():
     from interfere.model import HookedGPT, ModelConfig
-    from interfere.train.loop import masked_loss_sum
+    from interfere.train.loop import default_loss
     from interfere.train.config import TrainConfig
     from interfere.train.optim import build_optimizer
 
@@ -198,7 +198,7 @@ def test_every_parameter_of_a_film_model_gets_a_gradient_and_is_in_the_optimizer
     assert in_optimizer == {id(p) for p in model.parameters()}
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     batch = task.train_batch(0, 8)
-    masked_loss_sum(model(batch.inputs, **batch.model_kwargs), batch).backward()
+    default_loss(model, batch)[0].backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert no_grad == []
     optimizer.step()

@@ -23,6 +23,7 @@ from transformer_lens.hook_points import HookPoint
 
 from interfere.model.conditioning import FiLM, SegmentEmbedding
 from interfere.model.config import ModelConfig
+from interfere.model.cross_entropy import IGNORE, linear_cross_entropy
 from interfere.model.positions import LearnedPositions, Rotary
 
 
@@ -322,10 +323,14 @@ class HookedGPT(HookedRootModule):
     # ----- forward -------------------------------------------------------------------------------
     def forward(self, input: Any, return_type: str | None = "logits", loss_per_token: bool = False, *,
                 cond: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None):
+                attn_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                targets: torch.Tensor | None = None):
         """input: token ids [B, T] (or a string if a tokenizer is attached).
 
         return_type: "logits", "loss" (next-token cross-entropy, as TransformerLens), "both" or None.
+        targets: [B, T] the token each position should predict (-100: none), as nanoGPT's `model(idx, targets)`:
+        "loss" is then the mean cross-entropy against them, computed a block of positions at a time without the
+        [B, T, vocab] logits (faster, far less memory); "both" also returns the logits, detached.
         cond: [B, n_cond] for FiLM models (ignored otherwise). positions / attn_mask override the layout.
         kv_cache: continue after the positions stored in it (and store these).
         """
@@ -361,7 +366,10 @@ class HookedGPT(HookedRootModule):
                 resid = block(resid, rot, mask, cond, kv_cache)
         if kv_cache is not None:
             kv_cache.length += T
-        logits = self.unembed(self.ln_final(resid))
+        resid = self.ln_final(resid)
+        if targets is not None:
+            return self._loss_against(resid, targets, return_type, loss_per_token)
+        logits = self.unembed(resid)
         if return_type == "logits":
             return logits
         if return_type is None:
@@ -393,6 +401,14 @@ class HookedGPT(HookedRootModule):
         elif positions is None or positions.dim() != 1:
             positions = torch.arange(self.cfg.n_ctx, device=self.embed.weight.device)
         return self.blocks[0].attn.rotary.tables(positions[here])
+
+    def _loss_against(self, resid: torch.Tensor, targets: torch.Tensor, return_type: str | None, per_token: bool):
+        if return_type not in ("loss", "both") or per_token:
+            raise ValueError(f'targets= gives the mean loss: use return_type="loss" or "both" (got {return_type!r}'
+                             f'{", loss_per_token=True" if per_token else ""})')
+        total, logits = linear_cross_entropy(resid, self.unembed.weight, targets, keep_logits=return_type == "both")
+        loss = total / (targets != IGNORE).sum().clamp(min=1)
+        return loss if return_type == "loss" else (logits, loss)
 
     @staticmethod
     def loss_fn(logits: torch.Tensor, tokens: torch.Tensor, per_token: bool = False) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """The training loop, the same for every task: the task hands out batches, the loop minimises their loss
-(the masked cross-entropy of the model's logits, or the task's own `training_loss`).
+(the masked cross-entropy of the model's logits, fused with its unembedding, or the task's own `training_loss`).
 
 Where things happen: `train(cfg)` builds a `Trainer` and calls `fit()`. `Trainer.__init__` builds the task,
 model and optimizer, then either resumes (`_resume`) or creates the run directory; `fit()` is the loop;
@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from interfere.device import resolve_dtype
 from interfere.files import atomic_write_text
 from interfere.model import build_model
+from interfere.model.cross_entropy import IGNORE
 from interfere.model.modes import eval_mode
 from interfere.train import determinism, distributed
 from interfere.train.audit import audit_leakage
@@ -49,7 +49,6 @@ from interfere.train.schedule import lr_at
 from interfere.train.signals import StopRequest
 
 CALIBRATION_WARMUP = 3  # steps excluded from the throughput measurement (allocator, compile, caches)
-IGNORE = -100  # target id that the loss skips (positions outside the batch's loss_mask)
 
 
 def train(cfg) -> Path:
@@ -101,19 +100,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # every device's generator
 
 
-def masked_loss_sum(logits: torch.Tensor, batch) -> torch.Tensor:
-    """Summed cross-entropy (fp32) over the batch's loss positions; the caller divides by the global count."""
-    # ignore_index instead of logits[mask]: no copy of the [B, T, V] logits (and none of its gradient).
-    # Under bf16 autocast cross_entropy runs in fp32 by itself.
+def default_loss(model, batch, keep_logits: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(cross-entropy summed over the batch's loss_mask, the logits task.log_metrics reads, or None); a task may
+    supply its own `training_loss(model, batch)` of this shape (e.g. a lens whose loss is a KL).
+
+    The model unembeds and takes the cross-entropy a block of positions at a time (`targets=`): the [B, T, V]
+    logits exist only when kept for logging. Under bf16 autocast the softmax runs in fp32.
+    """
     targets = batch.targets.masked_fill(~batch.loss_mask, IGNORE)
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum", ignore_index=IGNORE)
-
-
-def default_loss(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss summed over the batch's loss_mask, the output task.log_metrics reads); a task may supply its own
-    `training_loss(model, batch)` of this shape (e.g. a lens whose loss is a KL, not a cross-entropy)."""
-    logits = model(batch.inputs, **batch.model_kwargs)
-    return masked_loss_sum(logits, batch), logits
+    out = model(batch.inputs, return_type="both" if keep_logits else "loss", targets=targets, **batch.model_kwargs)
+    logits, mean = out if keep_logits else (None, out)
+    return mean * batch.loss_mask.sum(), logits
 
 
 @contextlib.contextmanager
@@ -155,7 +152,7 @@ class Trainer:
             self.raw.set_activation_checkpointing(True)
         self.total_steps, self.tokens_per_step = tc.plan(self.task.seq_len, dist.world_size)
         self.optimizer = build_optimizer(self.raw, tc)
-        self.loss_fn = getattr(self.task, "training_loss", default_loss)
+        self.task_loss = getattr(self.task, "training_loss", None)  # else default_loss
         if tc.audit:  # before anything is written: a leaky task or mask leaves no run directory behind
             audit_leakage(self.raw, self.task, self.task.train_batch(0, 2))
 
@@ -307,7 +304,7 @@ class Trainer:
         micro = [self.task.train_batch(step, tc.batch_size, self.dist.rank * tc.grad_accum + m,
                                        tc.grad_accum * self.dist.world_size, model=self.raw)
                  for m in range(tc.grad_accum)]
-        loss_sum, n_loss, output = self._forward_backward(micro)
+        loss_sum, n_loss, output = self._forward_backward(micro, logging_now)
         grad_norm = self._clip()
         loss, gn, signal, out_of_time = self._sync_step(loss_sum, grad_norm, n_loss)
         bad = None if math.isfinite(loss) else f"the loss is {loss}"
@@ -319,7 +316,7 @@ class Trainer:
         return StepResult(loss, lr, gn if grad_norm is not None else None, bad, output if logging_now else None,
                           micro[-1], signal, out_of_time)
 
-    def _forward_backward(self, micro: list) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def _forward_backward(self, micro: list, logging_now: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
         # Normalise by the loss units of the whole global batch, so that any split of it into processes and
         # micro-batches gives the same gradient. DDP/FSDP average over ranks: undo that.
         n_loss = torch.stack([b.loss_mask.sum() for b in micro]).sum()
@@ -329,7 +326,8 @@ class Trainer:
         for m, batch in enumerate(micro):
             with distributed.maybe_no_sync(self.model, sync=m == len(micro) - 1):
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bf16"):
-                    part, output = self.loss_fn(self.model, batch)
+                    part, output = (self.task_loss(self.model, batch) if self.task_loss else
+                                    default_loss(self.model, batch, keep_logits=logging_now and m == len(micro) - 1))
                 (part * scale).backward()
             loss_sum += part.detach()
         return loss_sum, n_loss, output.detach() if isinstance(output, torch.Tensor) else output
