@@ -3,7 +3,8 @@
 Rows: each shape at fp32 and at bf16 (every model at that dtype), and at "auto": the reference at fp32 (nanoGPT's
 CPU default) against HookedGPT at what `train.dtype=auto` picks here (bf16 on CPUs with AVX512-BF16 or AMX).
 "interfere train" is HookedGPT as `interfere train` runs it by default: in deterministic mode on CPU, with its
-optimizer (fused AdamW where torch has one); the other models share the same plain AdamW.
+optimizer (fused AdamW where torch has one) and its loss (unembedding and cross-entropy fused, a block of
+positions at a time); the other models share the same plain AdamW and nanoGPT's loss (logits, F.cross_entropy).
 Every row times whole training steps: forward, cross-entropy, backward, AdamW step (lr 1e-4, PyTorch's
 defaults otherwise), in tokens/s. Each model trains in a process of its own (its own heap, as in a real run),
 and the models take turns repetition by repetition, in a balanced order (each comes right after every other
@@ -16,6 +17,7 @@ TransformerLens' own native model (`TransformerBridge.boot_native`, built from a
     python benchmarks/throughput.py --quick     # 1 warm-up + 1 step x 2 repetitions: only checks that it runs
     python benchmarks/throughput.py --only "Life fp32" --no-tl --steps 2 --reps 7 --threads 1
     python benchmarks/throughput.py --profile "Life fp32" --profile-batch 4   # op by op, ref vs ours
+    python benchmarks/throughput.py --profile "LM fp32" --profile-model "interfere train"
 
 Timed steps per row aim at --seconds (30) per model, in as many whole balanced designs of 1-step repetitions
 as fit, but never fewer than 3 repetitions: fp32 rows take 2 to 4 minutes on 2 cores; bf16 rows far longer on
@@ -45,8 +47,9 @@ from torch import nn
 
 from interfere.model import HookedGPT, ModelConfig
 from interfere.device import resolve_dtype
-from interfere.tasks.base import Layout
+from interfere.tasks.base import Batch, Layout
 from interfere.train.determinism import deterministic_mode
+from interfere.train.loop import default_loss
 from interfere.train.optim import fused_adamw
 from reference import RefGPT  # benchmarks/reference.py: the plain nanoGPT-style model
 
@@ -106,7 +109,8 @@ TRAINER = "interfere train"
 KINDS = ("reference", "HookedGPT", TRAINER, "TL native")
 # TRAINER trains as `interfere train` does by default on CPU: train.deterministic=auto (torch's deterministic mode,
 # where Norm's affine part runs after the fused norm so that gradients do not depend on threads) and
-# interfere.train.optim's choice of AdamW implementation.
+# interfere.train.optim's choice of AdamW implementation, and the trainer's loss (the fused unembedding +
+# cross-entropy of HookedGPT's `targets=`).
 
 
 class _Masked(nn.Module):
@@ -155,30 +159,38 @@ def build(kind: str, s: Shape) -> nn.Module | str:
 
 # ----- timing ---------------------------------------------------------------------------------------------
 def train_steps(model: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, steps: int,
-                bf16: bool, deterministic: bool = False) -> tuple[float, float]:
-    """(wall, process CPU) seconds for `steps` training steps (next-token cross-entropy, the same for all).
+                bf16: bool, as_trainer: bool = False) -> tuple[float, float]:
+    """(wall, process CPU) seconds for `steps` training steps; each position predicts the next token.
 
-    CPU time counts only the time this process actually ran, so it stays comparable when other processes
-    take turns on the cores (with more than one thread it also counts the threads' spin-waiting).
+    The loss as nanoGPT's `model(x, y)` computes it (the logits, then F.cross_entropy); as_trainer: as
+    `interfere train` does, in deterministic mode and with its loss (`default_loss`: the model's fused
+    unembedding + cross-entropy). CPU time counts only the time this process actually ran, so it stays
+    comparable when other processes take turns on the cores (with more threads it also counts their spin-waits).
     """
-    with deterministic_mode(deterministic, torch.device("cpu")):
-        return _train_steps(model, opt, tokens, steps, bf16)
+    targets = tokens.roll(-1, 1)  # random tokens: what the last position predicts does not matter
+    batch = Batch(tokens, targets, torch.ones_like(tokens, dtype=torch.bool))
+    with deterministic_mode(as_trainer, torch.device("cpu")):
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                if as_trainer:
+                    loss = default_loss(model, batch, keep_logits=False)[0] / targets.numel()
+                else:
+                    loss = F.cross_entropy(model(tokens).float().flatten(0, 1), targets.flatten())
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - w0, time.process_time() - c0
 
 
-def _train_steps(model, opt, tokens, steps, bf16) -> tuple[float, float]:
-    w0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(tokens)
-        loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), tokens[:, 1:].flatten())
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - w0, time.process_time() - c0
+def optimizer_for(kind: str, model: nn.Module) -> torch.optim.Optimizer:
+    """The trainer's AdamW implementation for `interfere train`, PyTorch's default one for every other model."""
+    fused = fused_adamw(model.parameters()) if kind == TRAINER else None
+    return torch.optim.AdamW(model.parameters(), lr=LR, fused=fused)
 
 
 def how(kind: str, dtype: str) -> tuple[bool, bool]:
-    """(bf16 autocast?, deterministic mode?) for a model of a row; in the auto row the reference stays fp32."""
+    """(bf16 autocast?, trains as `interfere train`?) for a model of a row; in the auto row the reference stays fp32."""
     if dtype == "auto":
         bf16 = kind != "reference" and resolve_dtype("auto", torch.device("cpu")) == "bf16"
     else:
@@ -243,8 +255,7 @@ def _serve(conn, kind: str, shape_key: str, dtype: str, threads: int) -> None:
         conn.send(model)
         return
     model.train()
-    fused = fused_adamw(model.parameters()) if kind == TRAINER else None
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, fused=fused)
+    opt = optimizer_for(kind, model)
     conn.send(sum(p.numel() for p in model.parameters()))
     while (msg := conn.recv())[0] == "steps":
         try:
@@ -326,8 +337,9 @@ def _time_row(shape, dtype, trainers, steps, reps, seconds, warmup, peer_budget)
 
 
 # ----- profiling ------------------------------------------------------------------------------------------
-def profile_row(shape: Shape, dtype: str, rounds: int, top: int, batch: int | None = None) -> None:
-    """Where the reference's and HookedGPT's training steps spend their time, op by op.
+def profile_row(shape: Shape, dtype: str, rounds: int, top: int, batch: int | None = None,
+                model: str = "HookedGPT") -> None:
+    """Where the reference's and `model`'s (HookedGPT or interfere train) training steps spend their time, op by op.
 
     Each round profiles one step of each model (alternating who goes first), so load bursts hit both;
     an op's time is its minimum over rounds of self CPU ms per step (the least disturbed round), grouped
@@ -339,29 +351,28 @@ def profile_row(shape: Shape, dtype: str, rounds: int, top: int, batch: int | No
 
     if batch:
         shape = dataclasses.replace(shape, batch=batch)
-    bf16 = dtype == "bf16"
     torch.manual_seed(0)
     tokens = torch.randint(0, shape.vocab, (shape.batch, shape.n_ctx))
     live, opts = {}, {}
-    for kind in ("reference", "HookedGPT"):
+    for kind in ("reference", model):
         torch.manual_seed(0)
         live[kind] = build(kind, shape).train()
-        opts[kind] = torch.optim.AdamW(live[kind].parameters(), lr=LR)
-        train_steps(live[kind], opts[kind], tokens, WARMUP, bf16)
+        opts[kind] = optimizer_for(kind, live[kind])
+        train_steps(live[kind], opts[kind], tokens, WARMUP, *how(kind, dtype))
     per_op = {k: {} for k in live}  # kind -> (op, shapes) -> [ms per round]
     walls = {k: [] for k in live}
     for rnd in range(rounds):
         for kind in (list(live) if rnd % 2 == 0 else list(live)[::-1]):
             with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-                walls[kind].append(train_steps(live[kind], opts[kind], tokens, 1, bf16)[0] * 1e3)
+                walls[kind].append(train_steps(live[kind], opts[kind], tokens, 1, *how(kind, dtype))[0] * 1e3)
             for e in prof.key_averages(group_by_input_shape=True):
                 if e.self_cpu_time_total > 0:
                     key = (e.key, str(e.input_shapes)[:70], e.count)
                     per_op[kind].setdefault(key, [0.0] * rounds)[rnd] += e.self_cpu_time_total / 1e3
     med = {k: {op: min(v) for op, v in ops.items()} for k, ops in per_op.items()}
-    ref, ours = med["reference"], med["HookedGPT"]
+    ref, ours = med["reference"], med[model]
     print(f"\nprofile {shape.key} {dtype}, batch {shape.batch}, {rounds} interleaved rounds: median wall ms/step "
-          f"reference {statistics.median(walls['reference']):.0f}, HookedGPT {statistics.median(walls['HookedGPT']):.0f}"
+          f"reference {statistics.median(walls['reference']):.0f}, {model} {statistics.median(walls[model]):.0f}"
           f";\nself CPU ms/step summed over ops (each op's best round): {sum(ref.values()):.0f} vs {sum(ours.values()):.0f}")
     print("| op | input shapes | calls | ref ms | ours ms | ours - ref |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
@@ -371,9 +382,9 @@ def profile_row(shape: Shape, dtype: str, rounds: int, top: int, batch: int | No
         rs, os_ = ("-" if r is None else f"{r:.1f}"), ("-" if o is None else f"{o:.1f}")
         print(f"| {k[0]} | {k[1]} | {k[2]} | {rs} | {os_} | {(o or 0.0) - (r or 0.0):+.1f} |")
     only = {kind: sorted({k[0] for k in med[kind]} - {k[0] for k in med[other]})
-            for kind, other in (("reference", "HookedGPT"), ("HookedGPT", "reference"))}
+            for kind, other in (("reference", model), (model, "reference"))}
     print(f"ops only in the reference: {', '.join(only['reference']) or '-'}")
-    print(f"ops only in HookedGPT: {', '.join(only['HookedGPT']) or '-'}")
+    print(f"ops only in {model}: {', '.join(only[model]) or '-'}")
 
 
 # ----- main -----------------------------------------------------------------------------------------------
@@ -446,7 +457,9 @@ def main() -> int:
     parser.add_argument("--peer-budget", type=float, default=90.0,
                         help="leave TL native out of a row when one of its steps takes longer (s)")
     parser.add_argument("--profile", nargs="*", default=None, metavar="ROW",
-                        help='profile reference vs HookedGPT for these rows (e.g. "Life bf16") instead of timing')
+                        help='profile the reference vs --profile-model for these rows (e.g. "Life bf16") instead of timing')
+    parser.add_argument("--profile-model", default="HookedGPT", choices=("HookedGPT", TRAINER),
+                        help="the model profiled against the reference")
     parser.add_argument("--profile-rounds", type=int, default=5, help="interleaved profiled steps per model")
     parser.add_argument("--profile-batch", type=int, default=None, help="a smaller batch to profile quickly")
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
@@ -463,7 +476,7 @@ def main() -> int:
 
     if args.profile is not None:
         for shape, dtype in pick(args.profile or ["LM fp32"]):
-            profile_row(shape, dtype, args.profile_rounds, top=25, batch=args.profile_batch)
+            profile_row(shape, dtype, args.profile_rounds, top=25, batch=args.profile_batch, model=args.profile_model)
         return 0
     if args.only:
         wanted = pick(args.only)
