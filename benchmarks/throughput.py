@@ -3,8 +3,10 @@
 Rows: each shape at fp32 and at bf16 (every model at that dtype), and at "auto": the reference at fp32 (nanoGPT's
 CPU default) against HookedGPT at what `train.dtype=auto` picks here (bf16 on CPUs with AVX512-BF16 or AMX).
 "interfere train" is HookedGPT as `interfere train` runs it by default: in deterministic mode on CPU, with its
-optimizer (fused AdamW where torch has one) and its loss (unembedding and cross-entropy fused, a block of
-positions at a time); the other models share the same plain AdamW and nanoGPT's loss (logits, F.cross_entropy).
+optimizer (fused AdamW where torch has one); the other models share the same plain AdamW. Each model computes
+its loss as it does when trained: the reference and TL native as nanoGPT's `model(x, y)` (the logits, then
+F.cross_entropy), HookedGPT with its own `model(x, targets=y)` (unembedding and cross-entropy fused, a block
+of positions at a time, never the whole logits).
 Every row times whole training steps: forward, cross-entropy, backward, AdamW step (lr 1e-4, PyTorch's
 defaults otherwise), in tokens/s. Each model trains in a process of its own (its own heap, as in a real run),
 and the models take turns repetition by repetition, in a balanced order (each comes right after every other
@@ -109,8 +111,7 @@ TRAINER = "interfere train"
 KINDS = ("reference", "HookedGPT", TRAINER, "TL native")
 # TRAINER trains as `interfere train` does by default on CPU: train.deterministic=auto (torch's deterministic mode,
 # where Norm's affine part runs after the fused norm so that gradients do not depend on threads) and
-# interfere.train.optim's choice of AdamW implementation, and the trainer's loss (the fused unembedding +
-# cross-entropy of HookedGPT's `targets=`).
+# interfere.train.optim's choice of AdamW implementation, with the trainer's loss (`default_loss`).
 
 
 class _Masked(nn.Module):
@@ -158,29 +159,35 @@ def build(kind: str, s: Shape) -> nn.Module | str:
 
 
 # ----- timing ---------------------------------------------------------------------------------------------
-def train_steps(model: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, steps: int,
-                bf16: bool, as_trainer: bool = False) -> tuple[float, float]:
-    """(wall, process CPU) seconds for `steps` training steps; each position predicts the next token.
+def train_steps(kind: str, model: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, steps: int,
+                dtype: str) -> tuple[float, float]:
+    """(wall, process CPU) seconds for `steps` training steps of a model of the row (`mean_loss`, backward, AdamW).
 
-    The loss as nanoGPT's `model(x, y)` computes it (the logits, then F.cross_entropy); as_trainer: as
-    `interfere train` does, in deterministic mode and with its loss (`default_loss`: the model's fused
-    unembedding + cross-entropy). CPU time counts only the time this process actually ran, so it stays
-    comparable when other processes take turns on the cores (with more threads it also counts their spin-waits).
+    CPU time counts only the time this process actually ran, so it stays comparable when other processes
+    take turns on the cores (with more threads it also counts their spin-waits).
     """
     targets = tokens.roll(-1, 1)  # random tokens: what the last position predicts does not matter
-    batch = Batch(tokens, targets, torch.ones_like(tokens, dtype=torch.bool))
-    with deterministic_mode(as_trainer, torch.device("cpu")):
+    with deterministic_mode(kind == TRAINER, torch.device("cpu")):
         w0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                if as_trainer:
-                    loss = default_loss(model, batch, keep_logits=False)[0] / targets.numel()
-                else:
-                    loss = F.cross_entropy(model(tokens).float().flatten(0, 1), targets.flatten())
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=runs_bf16(kind, dtype)):
+                loss = mean_loss(kind, model, tokens, targets)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
         return time.perf_counter() - w0, time.process_time() - c0
+
+
+def mean_loss(kind: str, model: nn.Module, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy against targets as each model computes it when trained: as nanoGPT's `model(x, y)`
+    (the logits, then F.cross_entropy) for the reference and TL native; HookedGPT's own `model(x, targets=y)`
+    (unembedding and cross-entropy fused); interfere train's `default_loss`, which calls the latter."""
+    if kind == TRAINER:
+        batch = Batch(tokens, targets, torch.ones_like(tokens, dtype=torch.bool))
+        return default_loss(model, batch, keep_logits=False)[0] / targets.numel()
+    if kind == "HookedGPT":
+        return model(tokens, return_type="loss", targets=targets)
+    return F.cross_entropy(model(tokens).float().flatten(0, 1), targets.flatten())
 
 
 def optimizer_for(kind: str, model: nn.Module) -> torch.optim.Optimizer:
@@ -189,13 +196,11 @@ def optimizer_for(kind: str, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=LR, fused=fused)
 
 
-def how(kind: str, dtype: str) -> tuple[bool, bool]:
-    """(bf16 autocast?, trains as `interfere train`?) for a model of a row; in the auto row the reference stays fp32."""
+def runs_bf16(kind: str, dtype: str) -> bool:
+    """Does a model of the row train under bf16 autocast? In the auto row the reference stays at fp32."""
     if dtype == "auto":
-        bf16 = kind != "reference" and resolve_dtype("auto", torch.device("cpu")) == "bf16"
-    else:
-        bf16 = dtype == "bf16"
-    return bf16, kind == TRAINER
+        return kind != "reference" and resolve_dtype("auto", torch.device("cpu")) == "bf16"
+    return dtype == "bf16"
 
 
 def balanced_turns(n: int) -> list[list[int]]:
@@ -259,7 +264,7 @@ def _serve(conn, kind: str, shape_key: str, dtype: str, threads: int) -> None:
     conn.send(sum(p.numel() for p in model.parameters()))
     while (msg := conn.recv())[0] == "steps":
         try:
-            conn.send(train_steps(model, opt, tokens, msg[1], *how(kind, dtype)))
+            conn.send(train_steps(kind, model, opt, tokens, msg[1], dtype))
         except Exception as e:  # the parent reports it
             conn.send(e)
 
@@ -320,7 +325,7 @@ def _time_row(shape, dtype, trainers, steps, reps, seconds, warmup, peer_budget)
     rows = []
     for kind in trainers:
         row = {"model": kind, "shape": shape.key, "shape_desc": shape.desc, "dtype": dtype,
-               "runs_as": "bf16" if how(kind, dtype)[0] else "fp32", "tokens_per_step": shape.batch * shape.n_ctx,
+               "runs_as": "bf16" if runs_bf16(kind, dtype) else "fp32", "tokens_per_step": shape.batch * shape.n_ctx,
                "warmup_steps": warmup, "steps_per_rep": steps, "reps": reps}
         if kind in live:
             tps = n_tok / statistics.median(walls[kind])
@@ -358,13 +363,13 @@ def profile_row(shape: Shape, dtype: str, rounds: int, top: int, batch: int | No
         torch.manual_seed(0)
         live[kind] = build(kind, shape).train()
         opts[kind] = optimizer_for(kind, live[kind])
-        train_steps(live[kind], opts[kind], tokens, WARMUP, *how(kind, dtype))
+        train_steps(kind, live[kind], opts[kind], tokens, WARMUP, dtype)
     per_op = {k: {} for k in live}  # kind -> (op, shapes) -> [ms per round]
     walls = {k: [] for k in live}
     for rnd in range(rounds):
         for kind in (list(live) if rnd % 2 == 0 else list(live)[::-1]):
             with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-                walls[kind].append(train_steps(live[kind], opts[kind], tokens, 1, *how(kind, dtype))[0] * 1e3)
+                walls[kind].append(train_steps(kind, live[kind], opts[kind], tokens, 1, dtype)[0] * 1e3)
             for e in prof.key_averages(group_by_input_shape=True):
                 if e.self_cpu_time_total > 0:
                     key = (e.key, str(e.input_shapes)[:70], e.count)
