@@ -85,3 +85,17 @@ def test_under_bf16_autocast_it_follows_autocasts_unfused_computation():
     torch.testing.assert_close(loss, ref, rtol=1e-2, atol=0)
     ref_grad, grad = (torch.autograd.grad(x, model.unembed.weight)[0] for x in (ref, loss))
     torch.testing.assert_close(grad, ref_grad, rtol=0.05, atol=2e-3)
+
+
+def test_the_loss_of_many_positions_does_not_depend_on_the_thread_count():
+    # 40,000 positions of a 5-token vocabulary: one unbounded block would sum them in per-thread parts
+    hidden, weight, targets = _problem(n=40_000, d=4, vocab=5, ignored=0.0)
+    threads = torch.get_num_threads()
+    try:
+        losses = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            losses.append(linear_cross_entropy(hidden.detach(), weight.detach(), targets)[0])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(losses[0], losses[1])

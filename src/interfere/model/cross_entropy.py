@@ -16,6 +16,8 @@ from torch import nn
 IGNORE = -100  # a target the loss skips (F.cross_entropy's default ignore_index)
 BLOCK_ELEMENTS = 1 << 21  # logits per block: 8 MB in fp32, which stays in cache while it is worked on
 MIN_BLOCK_ROWS = 128  # for large vocabularies: fewer rows make slow matmuls
+MAX_BLOCK_ROWS = 16384  # for small ones: torch sums 32768 or more numbers in per-thread parts, which would make
+# a block's loss depend on the thread count
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
@@ -28,6 +30,8 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     if targets.shape != hidden.shape[:-1]:
         raise ValueError(f"targets have shape {tuple(targets.shape)}; the hidden states {tuple(hidden.shape)} "
                          "need one target per position")
+    if not torch.is_grad_enabled():  # no backward will come: compute no gradients (forward sees requires_grad only)
+        hidden, weight = hidden.detach(), weight.detach()
     logits = hidden.new_empty(*hidden.shape[:-1], weight.shape[0]) if keep_logits else None
     loss = _LinearCrossEntropy.apply(hidden.flatten(0, -2), weight, targets.flatten(),
                                      None if logits is None else logits.view(-1, weight.shape[0]))
@@ -44,7 +48,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = hidden.new_zeros((), dtype=torch.float32)
         if logits_out is not None and len(rows) < len(targets):
             logits_out.fill_(float("nan"))  # no logits computed at ignored positions
-        step = max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // weight.shape[0])
+        step = min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // weight.shape[0]))
         for start in range(0, len(rows), step):
             idx = rows[start:start + step]
             h, y = hidden[idx], targets[idx]
