@@ -123,7 +123,7 @@ def main() -> int:
 
     # Calibration: seconds per step of each, then as many steps as fit in the budget.
     calib = train(compose([*base, "name=shakespeare_calibration", f"train.steps={WARMUP + CALIBRATION_STEPS}",
-                           "train.ckpt_every=0", "train.log_every=1"]))
+                           "train.ckpt_every=0"]))  # logging as often as the real run
     ours_s = json.loads((calib / "calibration.json").read_text())["s_per_step"]
     ref_s = reference_seconds_per_step(ref_args, task, tcfg)
     plan = {name: max(int(tcfg.warmup_steps) + 10, int(budget_s / s * 0.97)) for name, s in

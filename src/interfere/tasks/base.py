@@ -90,7 +90,7 @@ class Task(Protocol):
 
     # Optional: `training_loss(model, batch) -> (loss, output)`: the loss summed over the batch's
     # loss_mask units and the output `log_metrics` receives; without it the trainer uses the masked
-    # cross-entropy of model(batch.inputs, **batch.model_kwargs) against batch.targets.
+    # cross-entropy of model(batch.inputs, **batch.model_kwargs) against batch.targets (the model's `targets=`).
     # Optional: `token_analyses = False` says that the model only ever sees sequences laid out by the task
     # (a Game of Life board), so analyses on made-up token ids (induction on random repeats, a logit lens of
     # random ids) mean nothing for it; the CLI then refuses them. Tasks without it read free tokens.
