@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from interfere.device import resolve_dtype
-from interfere.files import atomic_write_text
+from interfere.files import atomic_symlink, atomic_write_text
 from interfere.model import build_model
 from interfere.model.cross_entropy import IGNORE
 from interfere.model.modes import eval_mode
+from interfere.tasks import build_task
 from interfere.train import determinism, distributed
 from interfere.train.audit import audit_leakage
-from interfere.files import atomic_symlink
 from interfere.train.checkpoint import rng_state, save_checkpoint, set_rng_state, update_state
 from interfere.train.config import TrainConfig
 from interfere.train.errors import NonFiniteLossError
@@ -44,7 +44,6 @@ from interfere.train.logging import TrainLogger
 from interfere.train.optim import build_optimizer
 from interfere.train.resume import resume_differences, resume_from, trim_metrics
 from interfere.train.runs import create_run, resume_candidates
-from interfere.tasks import build_task
 from interfere.train.schedule import lr_at
 from interfere.train.signals import StopRequest
 
@@ -252,7 +251,8 @@ class Trainer:
         how = "bf16 autocast" if self.dtype == "bf16" else "fp32"
         why = f" (train.dtype=auto on {self.device.type})" if tc.dtype == "auto" else ""
         exact = "deterministic" if self.deterministic else f"not deterministic (train.deterministic={tc.deterministic})"
-        say(f"precision {how}{why}; {exact}; {torch.get_num_threads()} threads")
+        threads = torch.get_num_threads()
+        say(f"precision {how}{why}; {exact}; {threads} thread{'s' * (threads != 1)}")
         if self.deterministic and self.device.type == "cpu" and not determinism.mkl_reproducible():
             say("warning: MKL_CBWR is not AUTO,STRICT: results may depend on the thread count")
         for warning in self._resume_warnings():
