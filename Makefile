@@ -65,7 +65,7 @@ bench-life: install
 	$(BIN)/python benchmarks/life_accuracy.py --rules B3/S23
 	$(BIN)/python benchmarks/life_accuracy.py --rules random
 
-# Language modelling in a fixed CPU budget: 10 minutes each for HookedGPT and the reference (about 25 min).
+# Language modelling in a fixed CPU budget: 20 minutes for HookedGPT and the reference side by side (about 25 min).
 bench-text: install
 	$(BIN)/python benchmarks/text_quality.py
 

